@@ -1,0 +1,241 @@
+/**
+ * The event bus: publish appends to the {@link EventLog.EventLog}; every appended event fans out,
+ * in log order, to each matching subscriber's own bounded buffer.
+ *
+ * A subscriber that falls behind is ended, never silently shorted: when its buffer is full (in
+ * events or bytes) it ends with reason `overflow` after what it holds has been delivered, and it
+ * resumes from the log with its last id. The publisher never waits for a subscriber.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type * as Event from "./Event.js"
+import * as EventLog from "./EventLog.js"
+import * as internal from "./internal/eventBus.js"
+
+/**
+ * Why a subscription ended.
+ * - `overflow`: its buffer hit the event or byte cap.
+ * - `stalled`: its buffer held events and was not drained for `stallTimeout`.
+ * - `shutdown`: the bus (or the server) is shutting down.
+ * - `lifetime`: the SSE route's maximum connection lifetime elapsed.
+ * - `closed`: the consumer itself closed the subscription (scope closed, stream interrupted).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "closed"
+
+/**
+ * Why a cursor could not be resumed from exactly.
+ * - `epoch-mismatch`: the cursor belongs to another incarnation of the log.
+ * - `expired`: the events after the cursor are older than the log retains.
+ * - `too-far-behind`: more than `maxReplay` matching events were published after it.
+ * - `future`: the cursor is ahead of the log's head.
+ * - `invalid`: the cursor is not a well-formed id.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResetReason = "epoch-mismatch" | "expired" | "too-far-behind" | "future" | "invalid"
+
+/**
+ * The explicit outcome of starting a subscription. `head` is the log position live delivery
+ * continues after. `Live`: no cursor was given. `Resumed`: every matching event after the cursor is
+ * delivered, then live, with no gap and no duplicate. `Reset`: the cursor cannot be served; delivery
+ * continues live from `head` and the consumer must resynchronise.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResumeOutcome =
+  | { readonly _tag: "Live"; readonly head: Event.EventId }
+  | { readonly _tag: "Resumed"; readonly head: Event.EventId; readonly after: Event.EventId }
+  | { readonly _tag: "Reset"; readonly head: Event.EventId; readonly reason: ResetReason; readonly message: string }
+
+/**
+ * How subscription starts are counted in {@link Stats}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResumeStat = "live" | "resumed" | ResetReason
+
+/**
+ * A live subscription, valid for the lifetime of the scope it was acquired in.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Subscription {
+  readonly outcome: ResumeOutcome
+  /** The events replayed from the log (already part of `events`). */
+  readonly replay: ReadonlyArray<Event.Event>
+  /**
+   * Replay, then live events, in log order. Ends cleanly when the subscription is ended, after every
+   * event it holds has been emitted. Consume it once.
+   */
+  readonly events: Stream.Stream<Event.Event>
+  /** Completes with the reason once the subscription has been ended. */
+  readonly ended: Effect.Effect<EndReason>
+  /** Ends the subscription now (what it holds is still emitted). */
+  readonly end: (reason: EndReason) => Effect.Effect<void>
+}
+
+/**
+ * Options of one subscription.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubscribeOptions {
+  /** Topic patterns (`orders/42`, `orders/*`); none means every topic. */
+  readonly topics?: ReadonlyArray<string> | undefined
+  /** A predicate applied with the topics, before buffering. It must not throw (a throw ends the subscription). */
+  readonly filter?: ((event: Event.Event) => boolean) | undefined
+  /** Resume after this cursor: an id or its `<epoch>-<seq>` string (e.g. a `Last-Event-ID`). */
+  readonly after?: string | Event.EventId | undefined
+  /** Buffer cap in events (default: the bus's). */
+  readonly maxEvents?: number | undefined
+  /** Buffer cap in encoded bytes (default: the bus's). */
+  readonly maxBytes?: number | undefined
+  /** Most matching events replayed before the resume becomes a `too-far-behind` reset (default: the bus's). */
+  readonly maxReplay?: number | undefined
+}
+
+/**
+ * Counters and gauges of one bus.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly subscribers: number
+  readonly bufferedEvents: number
+  readonly bufferedBytes: number
+  readonly published: number
+  readonly delivered: number
+  readonly ends: Readonly<Record<EndReason, number>>
+  readonly resumes: Readonly<Record<ResumeStat, number>>
+  readonly log: {
+    readonly epoch: string
+    readonly head: number
+    readonly earliest: number | undefined
+    /** The last sequence number this bus has fanned out. */
+    readonly position: number
+  }
+}
+
+/**
+ * A publish that was refused; nothing of the batch was appended.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PublishError extends Data.TaggedError("PublishError")<{
+  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "TooLarge" | "Unavailable"
+  readonly message: string
+  /** The index of the offending input in the batch. */
+  readonly index?: number | undefined
+  readonly cause?: unknown
+}> {}
+
+/**
+ * A subscription that could not start.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SubscribeError extends Data.TaggedError("SubscribeError")<{
+  readonly reason: "InvalidTopic" | "Unavailable"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * Options of the bus.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Per-subscriber buffer cap in events (default 1,000). */
+  readonly maxEvents?: number | undefined
+  /** Per-subscriber buffer cap in encoded bytes (default 1 MiB). */
+  readonly maxBytes?: number | undefined
+  /** A non-empty buffer not drained for this long ends the subscriber as `stalled` (default 30 s). */
+  readonly stallTimeout?: Duration.DurationInput | undefined
+  /** Most matching events a resume replays before it becomes a `too-far-behind` reset (default 1,000). */
+  readonly maxReplay?: number | undefined
+  /** Largest `data` accepted at publish, in UTF-8 bytes (default 1 MiB). */
+  readonly maxEventBytes?: number | undefined
+}
+
+/**
+ * The event bus service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
+  /** Validates and appends one event; it fans out before this completes. */
+  readonly publish: (input: Event.EventInput) => Effect.Effect<Event.Event, PublishError>
+  /** Validates every input, then appends them atomically as one batch (all or none). */
+  readonly publishAll: (inputs: Iterable<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, PublishError>
+  /** Registers a bounded subscriber for the scope; resumes after `after` when given. */
+  readonly subscribe: (options?: SubscribeOptions) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
+  /** `subscribe` as a stream whose scope is the stream's own. */
+  readonly stream: (options?: SubscribeOptions) => Stream.Stream<Event.Event, SubscribeError>
+  /** A snapshot of the bus's counters. */
+  readonly stats: Effect.Effect<Stats>
+  /** Ends every subscriber with `shutdown`; later subscriptions end at once. Runs when the layer closes. */
+  readonly shutdown: Effect.Effect<void>
+}>() {}
+
+/**
+ * Builds a bus over the {@link EventLog.EventLog} in context; it lives as long as the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options?: Options) => Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =
+  internal.make
+
+/**
+ * The bus as a layer over an {@link EventLog.EventLog}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<EventBus, never, EventLog.EventLog> =>
+  Layer.scoped(EventBus, make(options))
+
+/**
+ * The bus configured from `Config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<EventBus, ConfigError.ConfigError, EventLog.EventLog> =>
+  Layer.scoped(EventBus, Effect.flatMap(Config.unwrap(config), make))
+
+/**
+ * The embedded default: a bus over a fresh memory log.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (
+  options?: Options & { readonly log?: EventLog.MemoryOptions | undefined }
+): Layer.Layer<EventBus | EventLog.EventLog> =>
+  Layer.provideMerge(layer(options), EventLog.layerMemory(options?.log))

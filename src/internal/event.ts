@@ -1,0 +1,104 @@
+/** @internal */
+import * as Either from "effect/Either"
+import type * as Event from "../Event.js"
+
+const EPOCH_RE = /^[0-9a-z]{1,32}$/
+const CURSOR_RE = /^([0-9a-z]{1,32})-(0|[1-9][0-9]{0,15})$/
+const TOPIC_RE = /^[A-Za-z0-9._~/-]{1,200}$/
+const PATTERN_RE = /^[A-Za-z0-9._~/-]{0,200}\*?$/
+const TYPE_RE = /^[A-Za-z0-9._~:/-]{1,128}$/
+
+/** @internal */
+export const RESERVED_TYPES: ReadonlySet<string> = new Set(["reset", "end"])
+
+/** @internal */
+export const formatId = (id: Event.EventId): string => `${id.epoch}-${id.seq}`
+
+/** @internal */
+export const parseId = (input: string): Either.Either<Event.EventId, Event.InvalidCursor> => {
+  const match = CURSOR_RE.exec(input)
+  if (match === null) {
+    return Either.left({ _tag: "InvalidCursor", input: input.slice(0, 64), message: describeBadCursor(input) })
+  }
+  const seq = Number(match[2])
+  if (!Number.isSafeInteger(seq)) {
+    return Either.left({ _tag: "InvalidCursor", input: input.slice(0, 64), message: "sequence number is too large" })
+  }
+  return Either.right({ epoch: match[1]!, seq })
+}
+
+const describeBadCursor = (input: string): string => {
+  if (input.length === 0) return "cursor is empty"
+  if (input.length > 64) return "cursor is longer than 64 characters"
+  return "cursor must look like <epoch>-<seq> with a lowercase alphanumeric epoch and a decimal sequence"
+}
+
+/** @internal */
+export const isEpoch = (s: string): boolean => EPOCH_RE.test(s)
+
+/** @internal */
+export const validateTopic = (topic: unknown): string | undefined => {
+  if (typeof topic !== "string") return "topic must be a string"
+  if (!TOPIC_RE.test(topic)) {
+    return "topic must be 1-200 characters of A-Z a-z 0-9 . _ ~ / -"
+  }
+  return undefined
+}
+
+/** @internal */
+export const validatePattern = (pattern: unknown): string | undefined => {
+  if (typeof pattern !== "string") return "topic must be a string"
+  if (pattern.length === 0 || !PATTERN_RE.test(pattern)) {
+    return "topic must be 1-200 characters of A-Z a-z 0-9 . _ ~ / -, optionally ending in * for a prefix match"
+  }
+  return undefined
+}
+
+/** @internal */
+export const validateType = (type: unknown): string | undefined => {
+  if (typeof type !== "string") return "type must be a string"
+  if (!TYPE_RE.test(type)) return "type must be 1-128 characters of A-Z a-z 0-9 . _ ~ : / -"
+  if (RESERVED_TYPES.has(type)) return `type "${type}" is reserved by the SSE protocol`
+  return undefined
+}
+
+/** @internal */
+export const validateData = (data: unknown): string | undefined => {
+  if (typeof data !== "string") return "data must be a string"
+  if (!data.isWellFormed()) return "data contains a lone surrogate and cannot be encoded as UTF-8"
+  return undefined
+}
+
+/**
+ * Compiles topic patterns into one predicate. Exact topics go to a Set, prefix patterns to a list;
+ * matching is linear in the number of patterns, never in regex backtracking.
+ * @internal
+ */
+export const compileTopics = (patterns: ReadonlyArray<string>): ((topic: string) => boolean) | undefined => {
+  if (patterns.length === 0) return undefined
+  const exact = new Set<string>()
+  const prefixes: Array<string> = []
+  for (const p of patterns) {
+    if (p.endsWith("*")) {
+      const prefix = p.slice(0, -1)
+      if (prefix.length === 0) return undefined
+      prefixes.push(prefix)
+    } else {
+      exact.add(p)
+    }
+  }
+  if (prefixes.length === 0) {
+    if (exact.size === 1) {
+      const only = exact.values().next().value as string
+      return (topic) => topic === only
+    }
+    return (topic) => exact.has(topic)
+  }
+  return (topic) => {
+    if (exact.has(topic)) return true
+    for (let i = 0; i < prefixes.length; i++) {
+      if (topic.startsWith(prefixes[i]!)) return true
+    }
+    return false
+  }
+}

@@ -1,0 +1,489 @@
+/** @internal */
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberId from "effect/FiberId"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Event from "../Event.js"
+import * as EventBus from "../EventBus.js"
+import * as EventLog from "../EventLog.js"
+import { compileTopics, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
+import * as metrics from "./metrics.js"
+import { frameOf } from "./sse.js"
+
+const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed"]
+const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
+  "live",
+  "resumed",
+  "epoch-mismatch",
+  "expired",
+  "too-far-behind",
+  "future",
+  "invalid"
+]
+const endLabels = Object.fromEntries(END_REASONS.map((r) => [r, [MetricLabel.make("reason", r)]])) as unknown as Record<
+  EventBus.EndReason,
+  ReadonlyArray<MetricLabel.MetricLabel>
+>
+const resumeLabels = Object.fromEntries(
+  RESUME_OUTCOMES.map((r) => [r, [MetricLabel.make("outcome", r)]])
+) as unknown as Record<EventBus.ResumeStat, ReadonlyArray<MetricLabel.MetricLabel>>
+const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
+
+/**
+ * One subscriber's bounded buffer and lifecycle state. Everything here is plain, synchronous JS:
+ * the fan-out loop touches it without any fiber, and a consumer drains it with `take`.
+ * @internal
+ */
+export class Subscriber {
+  /** Position in `Hub.active`, -1 once ended. */
+  index = -1
+  buffer: Array<Event.Event> = []
+  bytes = 0
+  endReason: EventBus.EndReason | undefined = undefined
+  closed = false
+  /** Set while the subscriber is in the hub's ready list for the current batch. */
+  pending = false
+  /** Called (synchronously, from the fan-out or from `end`) when events arrived or the subscriber ended. */
+  notify: (() => void) | undefined = undefined
+  drains = 0
+  seenDrains = 0
+  stalledSince: number | undefined = undefined
+  readonly ended: Deferred.Deferred<EventBus.EndReason>
+
+  constructor(
+    readonly hub: Hub,
+    readonly match: ((event: Event.Event) => boolean) | undefined,
+    readonly maxEvents: number,
+    readonly maxBytes: number,
+    /** Live events with `seq <= floor` are skipped: the replay covers them. */
+    public floor: number
+  ) {
+    this.ended = Deferred.unsafeMake<EventBus.EndReason>(FiberId.none)
+  }
+
+  /** Hands every buffered event to the consumer (possibly an empty array). */
+  take(): Array<Event.Event> {
+    const batch = this.buffer
+    if (batch.length === 0) return batch
+    this.buffer = []
+    this.hub.bufferedEvents -= batch.length
+    this.hub.bufferedBytes -= this.bytes
+    this.bytes = 0
+    this.drains++
+    this.hub.countDelivered(batch.length)
+    return batch
+  }
+
+  /** Ends the subscription: no further events are accepted; what is buffered stays to be drained. */
+  end(reason: EventBus.EndReason): void {
+    if (this.endReason !== undefined) return
+    this.endReason = reason
+    this.hub.deactivate(this)
+    this.hub.countEnd(reason)
+    Deferred.unsafeDone(this.ended, Effect.succeed(reason))
+    const notify = this.notify
+    if (notify !== undefined) notify()
+  }
+
+  /** Releases everything the subscription holds; runs from the scope finalizer. */
+  close(): void {
+    if (this.closed) return
+    this.end("closed")
+    this.closed = true
+    this.hub.bufferedEvents -= this.buffer.length
+    this.hub.bufferedBytes -= this.bytes
+    this.buffer = []
+    this.bytes = 0
+    this.notify = undefined
+    this.hub.remove(this)
+  }
+}
+
+/**
+ * The fan-out registry. `onEvents` is the log's follower: it runs synchronously for every appended
+ * batch, in log order, and never waits for a subscriber.
+ * @internal
+ */
+export class Hub {
+  readonly active: Array<Subscriber> = []
+  readonly all = new Set<Subscriber>()
+  private readonly ready: Array<Subscriber> = []
+  position = 0
+  epoch = ""
+  shuttingDown = false
+  bufferedEvents = 0
+  bufferedBytes = 0
+  published = 0
+  delivered = 0
+  readonly ends: Record<EventBus.EndReason, number> = {
+    overflow: 0,
+    stalled: 0,
+    shutdown: 0,
+    lifetime: 0,
+    closed: 0
+  }
+  readonly resumes: Record<EventBus.ResumeStat, number> = {
+    live: 0,
+    resumed: 0,
+    "epoch-mismatch": 0,
+    expired: 0,
+    "too-far-behind": 0,
+    future: 0,
+    invalid: 0
+  }
+
+  readonly onEvents = (events: ReadonlyArray<Event.Event>): void => {
+    const n = events.length
+    if (n === 0) return
+    this.position = events[n - 1]!.id.seq
+    this.published += n
+    metrics.published.unsafeUpdate(n, NO_LABELS)
+    const active = this.active
+    if (active.length === 0) return
+    const ready = this.ready
+    let addedEvents = 0
+    let addedBytes = 0
+    for (let i = 0; i < n; i++) {
+      const event = events[i]!
+      const seq = event.id.seq
+      let size = -1
+      for (let j = 0; j < active.length; j++) {
+        const sub = active[j]!
+        if (seq <= sub.floor) continue
+        if (sub.match !== undefined && !safeMatch(sub, event)) {
+          if (sub.endReason !== undefined) j-- // the filter threw and ended it: a survivor moved to j
+          continue
+        }
+        if (size < 0) size = frameOf(event).byteLength
+        if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
+          sub.end("overflow")
+          j--
+          continue
+        }
+        sub.buffer.push(event)
+        sub.bytes += size
+        addedEvents++
+        addedBytes += size
+        if (!sub.pending) {
+          sub.pending = true
+          ready.push(sub)
+        }
+      }
+    }
+    this.bufferedEvents += addedEvents
+    this.bufferedBytes += addedBytes
+    for (let k = 0; k < ready.length; k++) {
+      const sub = ready[k]!
+      sub.pending = false
+      const notify = sub.notify
+      if (notify !== undefined) notify()
+    }
+    ready.length = 0
+  }
+
+  register(sub: Subscriber): void {
+    sub.index = this.active.length
+    this.active.push(sub)
+    this.all.add(sub)
+    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+  }
+
+  deactivate(sub: Subscriber): void {
+    const i = sub.index
+    if (i < 0) return
+    const last = this.active.pop()!
+    if (last !== sub) {
+      this.active[i] = last
+      last.index = i
+    }
+    sub.index = -1
+  }
+
+  remove(sub: Subscriber): void {
+    this.all.delete(sub)
+    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+  }
+
+  countEnd(reason: EventBus.EndReason): void {
+    this.ends[reason]++
+    metrics.ends.unsafeUpdate(1, endLabels[reason])
+  }
+
+  countResume(outcome: EventBus.ResumeStat): void {
+    this.resumes[outcome]++
+    metrics.resumes.unsafeUpdate(1, resumeLabels[outcome])
+  }
+
+  countDelivered(n: number): void {
+    this.delivered += n
+    metrics.delivered.unsafeUpdate(n, NO_LABELS)
+  }
+
+  syncGauges(): void {
+    metrics.bufferedEvents.unsafeUpdate(this.bufferedEvents, NO_LABELS)
+    metrics.bufferedBytes.unsafeUpdate(this.bufferedBytes, NO_LABELS)
+    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+  }
+
+  /** One pass of the stall detector: ends subscribers whose non-empty buffer saw no drain for `timeout`. */
+  sweep(now: number, timeout: number): void {
+    for (const sub of this.all) {
+      if (sub.endReason !== undefined) continue
+      if (sub.buffer.length === 0 || sub.drains !== sub.seenDrains) {
+        sub.seenDrains = sub.drains
+        sub.stalledSince = undefined
+      } else if (sub.stalledSince === undefined) {
+        sub.stalledSince = now
+      } else if (now - sub.stalledSince >= timeout) {
+        sub.end("stalled")
+      }
+    }
+    this.syncGauges()
+  }
+
+  shutdown(): void {
+    this.shuttingDown = true
+    for (const sub of Array.from(this.all)) sub.end("shutdown")
+  }
+}
+
+const safeMatch = (sub: Subscriber, event: Event.Event): boolean => {
+  try {
+    return sub.match!(event)
+  } catch {
+    // A throwing filter must not break the fan-out for anyone else: end only this subscriber.
+    sub.end("closed")
+    return false
+  }
+}
+
+/** @internal */
+export const SubscriberKey: unique symbol = Symbol.for("sluice/EventBus/Subscriber") as never
+
+/** @internal */
+export const subscriberOf = (subscription: EventBus.Subscription): Subscriber =>
+  (subscription as unknown as Record<typeof SubscriberKey, Subscriber>)[SubscriberKey]
+
+const positiveInt = (name: string, value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (!Number.isFinite(value) || value < 1) throw new RangeError(`${name} must be a positive number, got ${value}`)
+  return Math.floor(value)
+}
+
+/** @internal */
+export const resolveOptions = (options: EventBus.Options | undefined) => ({
+  maxEvents: positiveInt("maxEvents", options?.maxEvents, 1_000),
+  maxBytes: positiveInt("maxBytes", options?.maxBytes, 1024 * 1024),
+  maxReplay: positiveInt("maxReplay", options?.maxReplay, 1_000),
+  maxEventBytes: positiveInt("maxEventBytes", options?.maxEventBytes, 1024 * 1024),
+  stallTimeout: Duration.toMillis(Duration.decode(options?.stallTimeout ?? "30 seconds"))
+})
+
+/** @internal */
+export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = resolveOptions(options)
+    const log = yield* EventLog.EventLog
+    const hub = new Hub()
+    hub.epoch = yield* Effect.orDie(log.epoch)
+    const start = yield* Effect.orDie(log.follow(hub.onEvents))
+    hub.position = start.seq
+    hub.epoch = start.epoch
+
+    yield* Effect.addFinalizer(() => Effect.sync(() => hub.shutdown()))
+
+    const sweepEvery = Math.min(1_000, Math.max(10, Math.floor(config.stallTimeout / 4)))
+    yield* Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) => Effect.sync(() => hub.sweep(now, config.stallTimeout))),
+      Effect.repeat(Schedule.spaced(Duration.millis(sweepEvery))),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    const validate = (inputs: ReadonlyArray<Event.EventInput>): EventBus.PublishError | undefined => {
+      for (let i = 0; i < inputs.length; i++) {
+        const input = inputs[i]!
+        const at = inputs.length > 1 ? ` (event ${i})` : ""
+        const topicError = validateTopic(input?.topic)
+        if (topicError !== undefined) return publishError("InvalidTopic", topicError + at, i)
+        if (input.type !== undefined) {
+          const typeError = validateType(input.type)
+          if (typeError !== undefined) return publishError("InvalidType", typeError + at, i)
+        }
+        const dataError = validateData(input.data)
+        if (dataError !== undefined) return publishError("InvalidData", dataError + at, i)
+        if (input.data.length > config.maxEventBytes / 3 && Buffer.byteLength(input.data) > config.maxEventBytes) {
+          return publishError("TooLarge", `data is larger than ${config.maxEventBytes} bytes${at}`, i)
+        }
+      }
+      return undefined
+    }
+
+    const publishAll = (inputs: Iterable<Event.EventInput>) =>
+      Effect.suspend(() => {
+        const batch = Array.isArray(inputs) ? inputs as ReadonlyArray<Event.EventInput> : Array.from(inputs)
+        if (batch.length === 0) return Effect.succeed<ReadonlyArray<Event.Event>>([])
+        const invalid = validate(batch)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return Effect.mapError(log.append(batch), (cause) =>
+          new EventBus.PublishError({ reason: "Unavailable", message: cause.message, cause }))
+      })
+
+    const subscribe = (subscribeOptions?: EventBus.SubscribeOptions) =>
+      Effect.gen(function*() {
+        const topics = subscribeOptions?.topics ?? []
+        for (const topic of topics) {
+          const error = validatePattern(topic)
+          if (error !== undefined) {
+            return yield* Effect.fail(
+              new EventBus.SubscribeError({ reason: "InvalidTopic", message: `${error}: ${JSON.stringify(topic).slice(0, 80)}` })
+            )
+          }
+        }
+        const topicMatch = compileTopics(topics)
+        const predicate = subscribeOptions?.filter
+        const match = topicMatch === undefined
+          ? predicate
+          : predicate === undefined
+          ? (event: Event.Event) => topicMatch(event.topic)
+          : (event: Event.Event) => topicMatch(event.topic) && predicate(event)
+        const maxReplay = positiveInt("maxReplay", subscribeOptions?.maxReplay, config.maxReplay)
+
+        // Register first: from this synchronous step on, every event after `position` reaches the buffer.
+        const sub = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const s = new Subscriber(
+              hub,
+              match,
+              positiveInt("maxEvents", subscribeOptions?.maxEvents, config.maxEvents),
+              positiveInt("maxBytes", subscribeOptions?.maxBytes, config.maxBytes),
+              hub.position
+            )
+            hub.register(s)
+            if (hub.shuttingDown) s.end("shutdown")
+            return s
+          }),
+          (s) => Effect.sync(() => s.close())
+        )
+        const position = sub.floor
+        const head: Event.EventId = { epoch: hub.epoch, seq: position }
+
+        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, match)
+        hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
+        if (resolved.floor > sub.floor) sub.floor = resolved.floor
+        if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
+
+        const wait = Effect.async<void>((resume) => {
+          sub.notify = () => {
+            sub.notify = undefined
+            resume(Effect.void)
+          }
+          return Effect.sync(() => {
+            sub.notify = undefined
+          })
+        })
+        const pull: Effect.Effect<Chunk.Chunk<Event.Event>, Option.Option<never>> = Effect.suspend(() => {
+          const batch = sub.take()
+          if (batch.length > 0) return Effect.succeed(Chunk.unsafeFromArray(batch))
+          if (sub.endReason !== undefined) return Effect.fail(Option.none())
+          return Effect.zipRight(wait, pull)
+        })
+        const live = Stream.repeatEffectChunkOption(pull)
+        const events = resolved.replay.length === 0
+          ? live
+          : Stream.concat(Stream.fromChunk(Chunk.unsafeFromArray(resolved.replay as Array<Event.Event>)), live)
+
+        const subscription: EventBus.Subscription & { readonly [SubscriberKey]: Subscriber } = {
+          outcome: resolved.outcome,
+          replay: resolved.replay,
+          events,
+          ended: Deferred.await(sub.ended),
+          end: (reason) => Effect.sync(() => sub.end(reason)),
+          [SubscriberKey]: sub
+        }
+        return subscription as EventBus.Subscription
+      })
+
+    const resolveResume = (
+      after: string | Event.EventId | undefined,
+      position: number,
+      head: Event.EventId,
+      maxReplay: number,
+      match: ((event: Event.Event) => boolean) | undefined
+    ): Effect.Effect<
+      { outcome: EventBus.ResumeOutcome; replay: ReadonlyArray<Event.Event>; floor: number },
+      EventBus.SubscribeError
+    > =>
+      Effect.gen(function*() {
+        const none = { replay: [] as ReadonlyArray<Event.Event>, floor: position }
+        const reset = (reason: EventBus.ResetReason, message: string) => ({
+          ...none,
+          outcome: { _tag: "Reset", reason, head, message } as const
+        })
+        if (after === undefined) return { ...none, outcome: { _tag: "Live", head } as const }
+        const parsed = typeof after === "string" ? parseId(after) : Either.right(after)
+        if (Either.isLeft(parsed)) return reset("invalid", parsed.left.message)
+        const cursor = parsed.right
+        if (cursor.epoch !== hub.epoch) {
+          return reset("epoch-mismatch", `cursor epoch ${cursor.epoch} is not the log's epoch ${hub.epoch}`)
+        }
+        if (cursor.seq > position) {
+          const logHead = yield* Effect.mapError(log.head, unavailable)
+          if (cursor.seq > logHead.seq) return reset("future", `cursor ${cursor.seq} is ahead of the head ${logHead.seq}`)
+          // This node's fan-out lags the log: live delivery skips what the client already has.
+          return { replay: [], floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
+        }
+        if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
+        const page = yield* log.read(cursor.seq, { limit: maxReplay + 1, upTo: position, filter: match }).pipe(
+          Effect.map((p): EventLog.ReadPage | undefined => p),
+          Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
+        )
+        if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
+        if (page.events.length > maxReplay) {
+          return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
+        }
+        return { replay: page.events, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
+      })
+
+    return EventBus.EventBus.of({
+      publish: (input) => Effect.map(publishAll([input]), (events) => events[0]!),
+      publishAll,
+      subscribe,
+      stream: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
+      stats: Effect.gen(function*() {
+        const logHead = yield* Effect.either(log.head)
+        const earliest = yield* Effect.either(log.earliest)
+        hub.syncGauges()
+        return {
+          subscribers: hub.all.size,
+          bufferedEvents: hub.bufferedEvents,
+          bufferedBytes: hub.bufferedBytes,
+          published: hub.published,
+          delivered: hub.delivered,
+          ends: { ...hub.ends },
+          resumes: { ...hub.resumes },
+          log: {
+            epoch: hub.epoch,
+            head: Either.isRight(logHead) ? logHead.right.seq : hub.position,
+            earliest: Either.isRight(earliest) ? earliest.right : undefined,
+            position: hub.position
+          }
+        }
+      }),
+      shutdown: Effect.sync(() => hub.shutdown())
+    })
+  })
+
+const publishError = (reason: EventBus.PublishError["reason"], message: string, index: number) =>
+  new EventBus.PublishError({ reason, message, index })
+
+const unavailable = (cause: EventLog.EventLogError) =>
+  new EventBus.SubscribeError({ reason: "Unavailable", message: cause.message, cause })

@@ -1,0 +1,161 @@
+/** @internal */
+import { randomBytes } from "node:crypto"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Event from "../Event.js"
+import * as EventLog from "../EventLog.js"
+
+/** @internal */
+export const newEpoch = (): string => {
+  // 50 random bits rendered in base 36: ~10 characters of [0-9a-z]
+  const bytes = randomBytes(8)
+  const n = (BigInt(bytes.readUInt32BE(0) & 0x3ffff) << 32n) | BigInt(bytes.readUInt32BE(4))
+  return n.toString(36)
+}
+
+/** @internal */
+export const eventSize = (input: { readonly topic: string; readonly type: string; readonly data: string }): number =>
+  Buffer.byteLength(input.data, "utf8") + input.topic.length + input.type.length + 64
+
+/**
+ * A bounded in-memory ring: every operation is synchronous, so `append` and the notification of
+ * followers happen in one step and no reader can observe a state in between.
+ * @internal
+ */
+export class MemoryLog {
+  readonly epoch: string
+  private readonly capacity: number
+  private readonly maxBytes: number
+  private readonly ring: Array<Event.Event | undefined>
+  private readonly sizes: Array<number>
+  private start = 0
+  private count = 0
+  private bytes = 0
+  private headSeq = 0
+  private readonly followers = new Set<(events: ReadonlyArray<Event.Event>) => void>()
+
+  constructor(options: { readonly maxEvents: number; readonly maxBytes: number; readonly epoch: string }) {
+    this.capacity = options.maxEvents
+    this.maxBytes = options.maxBytes
+    this.epoch = options.epoch
+    this.ring = new Array(this.capacity)
+    this.sizes = new Array(this.capacity).fill(0)
+  }
+
+  get head(): number {
+    return this.headSeq
+  }
+
+  get earliest(): number {
+    return this.count === 0 ? this.headSeq + 1 : this.headSeq - this.count + 1
+  }
+
+  get retainedBytes(): number {
+    return this.bytes
+  }
+
+  append(inputs: ReadonlyArray<Event.EventInput>, time: number): ReadonlyArray<Event.Event> {
+    const out: Array<Event.Event> = new Array(inputs.length)
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!
+      const event: Event.Event = {
+        id: { epoch: this.epoch, seq: ++this.headSeq },
+        topic: input.topic,
+        type: input.type ?? "message",
+        data: input.data,
+        time
+      }
+      this.push(event, eventSize(event))
+      out[i] = event
+    }
+    for (const follower of this.followers) follower(out)
+    return out
+  }
+
+  private push(event: Event.Event, size: number): void {
+    if (this.count === this.capacity) this.evictOldest()
+    const index = (this.start + this.count) % this.capacity
+    this.ring[index] = event
+    this.sizes[index] = size
+    this.count++
+    this.bytes += size
+    while (this.bytes > this.maxBytes && this.count > 1) this.evictOldest()
+  }
+
+  private evictOldest(): void {
+    this.bytes -= this.sizes[this.start]!
+    this.ring[this.start] = undefined
+    this.sizes[this.start] = 0
+    this.start = (this.start + 1) % this.capacity
+    this.count--
+  }
+
+  read(after: number, options: EventLog.ReadOptions): EventLog.ReadPage | "expired" {
+    const upTo = Math.min(options.upTo ?? this.headSeq, this.headSeq)
+    if (after >= upTo) return { events: [], cursor: Math.max(after, upTo) }
+    const earliest = this.earliest
+    if (after + 1 < earliest) return "expired"
+    const filter = options.filter
+    const limit = Math.max(1, options.limit)
+    const events: Array<Event.Event> = []
+    let seq = after
+    let index = (this.start + (after + 1 - earliest)) % this.capacity
+    while (seq < upTo) {
+      seq++
+      const event = this.ring[index]!
+      index = index + 1 === this.capacity ? 0 : index + 1
+      if (filter === undefined || filter(event)) {
+        events.push(event)
+        if (events.length >= limit) break
+      }
+    }
+    return { events, cursor: seq }
+  }
+
+  follow(listener: (events: ReadonlyArray<Event.Event>) => void): () => void {
+    this.followers.add(listener)
+    return () => {
+      this.followers.delete(listener)
+    }
+  }
+}
+
+/** @internal */
+export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<EventLog.EventLog["Type"]> =>
+  Effect.sync(() => {
+    const log = new MemoryLog({
+      maxEvents: positive(options?.maxEvents, 10_000),
+      maxBytes: positive(options?.maxBytes, 64 * 1024 * 1024),
+      epoch: options?.epoch ?? newEpoch()
+    })
+    const id = (seq: number): Event.EventId => ({ epoch: log.epoch, seq })
+    return EventLog.EventLog.of({
+      epoch: Effect.succeed(log.epoch),
+      head: Effect.sync(() => id(log.head)),
+      earliest: Effect.sync(() => log.earliest),
+      append: (inputs) => Effect.clockWith((clock) => Effect.sync(() => log.append(inputs, clock.unsafeCurrentTimeMillis()))),
+      read: (after, readOptions) =>
+        Effect.suspend(() => {
+          const page = log.read(after, readOptions)
+          return page === "expired"
+            ? Effect.fail(
+              new EventLog.EventLogError({
+                reason: "Expired",
+                message: `events after seq ${after} are no longer retained (earliest is ${log.earliest})`
+              })
+            )
+            : Effect.succeed(page)
+        }),
+      follow: (listener) =>
+        Effect.acquireRelease(
+          Effect.sync(() => ({ stop: log.follow(listener), head: id(log.head) })),
+          ({ stop }) => Effect.sync(stop)
+        ).pipe(Effect.map(({ head }) => head)) as Effect.Effect<Event.EventId, never, Scope.Scope>
+    })
+  })
+
+const positive = (value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (!Number.isFinite(value) || value < 1) throw new RangeError(`expected a positive number, got ${value}`)
+  return Math.floor(value)
+}
