@@ -109,6 +109,11 @@ export interface SubscribeOptions {
   readonly maxBytes?: number | undefined
   /** Most matching events replayed before the resume becomes a `too-far-behind` reset (default: the bus's). */
   readonly maxReplay?: number | undefined
+  /**
+   * A non-empty buffer not drained for this long ends the subscription as `stalled` (default: the
+   * bus's). Checked by the bus's sweep, which runs every `min(1 s, bus stallTimeout / 4)`.
+   */
+  readonly stallTimeout?: Duration.DurationInput | undefined
 }
 
 /**

@@ -15,3 +15,6 @@ export * as EventLog from "./EventLog.js"
 
 /** @since 0.1.0 */
 export * as Sse from "./Sse.js"
+
+/** @since 0.1.0 */
+export * as SseRoute from "./SseRoute.js"

@@ -63,6 +63,8 @@ export class Subscriber {
     readonly match: ((event: Event.Event) => boolean) | undefined,
     readonly maxEvents: number,
     readonly maxBytes: number,
+    /** A non-empty buffer not drained for this long (ms) ends the subscriber as `stalled`. */
+    readonly stallTimeout: number,
     /** Live events with `seq <= floor` are skipped: the replay covers them. */
     public floor: number
   ) {
@@ -233,8 +235,8 @@ export class Hub {
     metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
   }
 
-  /** One pass of the stall detector: ends subscribers whose non-empty buffer saw no drain for `timeout`. */
-  sweep(now: number, timeout: number): void {
+  /** One pass of the stall detector: ends subscribers whose non-empty buffer saw no drain for their timeout. */
+  sweep(now: number): void {
     for (const sub of this.all) {
       if (sub.endReason !== undefined) continue
       if (sub.buffer.length === 0 || sub.drains !== sub.seenDrains) {
@@ -242,7 +244,7 @@ export class Hub {
         sub.stalledSince = undefined
       } else if (sub.stalledSince === undefined) {
         sub.stalledSince = now
-      } else if (now - sub.stalledSince >= timeout) {
+      } else if (now - sub.stalledSince >= sub.stallTimeout) {
         sub.end("stalled")
       }
     }
@@ -302,7 +304,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
 
     const sweepEvery = Math.min(1_000, Math.max(10, Math.floor(config.stallTimeout / 4)))
     yield* Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) => Effect.sync(() => hub.sweep(now, config.stallTimeout))),
+      Effect.flatMap((now) => Effect.sync(() => hub.sweep(now))),
       Effect.repeat(Schedule.spaced(Duration.millis(sweepEvery))),
       Effect.interruptible,
       Effect.forkScoped
@@ -365,6 +367,9 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
               match,
               positiveInt("maxEvents", subscribeOptions?.maxEvents, config.maxEvents),
               positiveInt("maxBytes", subscribeOptions?.maxBytes, config.maxBytes),
+              subscribeOptions?.stallTimeout === undefined
+                ? config.stallTimeout
+                : Duration.toMillis(Duration.decode(subscribeOptions.stallTimeout)),
               hub.position
             )
             hub.register(s)

@@ -1,0 +1,235 @@
+/**
+ * The HTTP layer: serves each subscription as a Server-Sent-Events stream, mountable in any
+ * `@effect/platform` server.
+ *
+ * One service ({@link SseRoute}) holds the handlers and the connection registry; thin adapters mount
+ * them in a classic `HttpRouter` ({@link router}), an `HttpRouter.Tag` such as `HttpRouter.Default` or
+ * `HttpApiBuilder.Router` ({@link layerRouter}), or an `HttpLayerRouter` ({@link layerHttpLayerRouter}).
+ *
+ * On Node (`@effect/platform-node`) live events are written by one central writer straight to every
+ * ready socket, coalesced per tick, with no fiber wake per connection; elsewhere the route falls back
+ * to a portable body stream. Wire contract: `docs/http.md`.
+ *
+ * Lifetime: provide the layer so that it is released **before** the HTTP server (build the server
+ * layer first), so that closing the program ends every stream cleanly and the server closes at once.
+ *
+ * @since 0.1.0
+ */
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as EventBus from "./EventBus.js"
+import * as internal from "./internal/sseRoute.js"
+
+/**
+ * The authorization hook refuses the request: answered `401` with a JSON body (a deliberate stop
+ * for a browser `EventSource`, which does not retry a non-200).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unauthorized extends Data.TaggedError("Unauthorized")<{ readonly message: string }> {}
+
+/**
+ * The authorization hook forbids the topics: answered `403` with a JSON body.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Forbidden extends Data.TaggedError("Forbidden")<{ readonly message: string }> {}
+
+/**
+ * Decides whether a request may subscribe to (or publish on) the given topics. Runs before anything
+ * is registered. An empty `topics` on `subscribe` means "every topic".
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Authorize = (
+  request: HttpServerRequest.HttpServerRequest,
+  topics: ReadonlyArray<string>,
+  action: "subscribe" | "publish"
+) => Effect.Effect<void, Unauthorized | Forbidden>
+
+/**
+ * Options of the route. Durations take any `Duration.DurationInput`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Path of the events route (GET stream, POST publish) for the layer adapters (default `/events`). */
+  readonly path?: string | undefined
+  /** Path of the JSON stats route for the layer adapters (default `/stats`). */
+  readonly statsPath?: string | undefined
+  /** Path of the Prometheus metrics route for the layer adapters (default `/metrics`). */
+  readonly metricsPath?: string | undefined
+  /** Comment sent on a connection that wrote nothing for this long (default 15 s). */
+  readonly heartbeat?: Duration.DurationInput | undefined
+  /** Lower bound of the per-connection jittered `retry:` (default 1 s, never below 500 ms). */
+  readonly retryMin?: Duration.DurationInput | undefined
+  /** Upper bound of the jittered `retry:` (default 5 s). */
+  readonly retryMax?: Duration.DurationInput | undefined
+  /** An ended stream that cannot finish writing within this has its socket destroyed (default 10 s). */
+  readonly writeDeadline?: Duration.DurationInput | undefined
+  /** Optional maximum connection lifetime, jittered down by up to 15 %; ends with reason `lifetime`. */
+  readonly maxLifetime?: Duration.DurationInput | undefined
+  /** How long closing the layer waits for streams to end before destroying them (default 1 s). */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+  /** A connection whose buffer (or socket) does not drain for this long ends as `stalled` (default 30 s). */
+  readonly stallTimeout?: Duration.DurationInput | undefined
+  /** Per-connection buffer cap in events (default: the bus's, 1,000). */
+  readonly maxEvents?: number | undefined
+  /** Per-connection buffer cap in bytes (default: the bus's, 1 MiB). */
+  readonly maxBytes?: number | undefined
+  /** Most events replayed on resume before a `too-far-behind` reset (default: the bus's, 1,000). */
+  readonly maxReplay?: number | undefined
+  /** Most `topic` parameters per request (default 32). */
+  readonly maxTopics?: number | undefined
+  /** Enables `POST` publishing on the events path (default false: `405`). */
+  readonly publish?: boolean | undefined
+  /** Largest accepted `POST` body (default 64 KiB); reading stops at the limit. */
+  readonly maxBodyBytes?: number | undefined
+  /** Authorization hook for both routes. */
+  readonly authorize?: Authorize | undefined
+}
+
+/**
+ * Options with every default applied (durations in milliseconds).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedOptions {
+  readonly path: string
+  readonly statsPath: string
+  readonly metricsPath: string
+  readonly heartbeat: number
+  readonly retryMin: number
+  readonly retryMax: number
+  readonly writeDeadline: number
+  readonly maxLifetime: number | undefined
+  readonly drainTimeout: number
+  readonly stallTimeout: number
+  readonly maxEvents: number | undefined
+  readonly maxBytes: number | undefined
+  readonly maxReplay: number | undefined
+  readonly maxTopics: number
+  readonly publish: boolean
+  readonly maxBodyBytes: number
+  readonly authorize: Authorize | undefined
+}
+
+/**
+ * The route service: handlers bound to one bus, plus the registry of open streams.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
+  readonly options: ResolvedOptions
+  /** `GET`: the SSE stream (`?topic=…&lastEventId=…`, or the `Last-Event-ID` header). */
+  readonly events: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /** `POST`: publish JSON `{ topic, type?, data }`, answered `201 { id }`. */
+  readonly publish: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /** `GET`: the bus's stats as JSON. */
+  readonly stats: Effect.Effect<HttpServerResponse.HttpServerResponse>
+  /** `GET`: every Effect metric in the Prometheus text format. */
+  readonly metrics: Effect.Effect<HttpServerResponse.HttpServerResponse>
+  /** Ends every open stream with `shutdown` and waits (up to `drainTimeout`); new streams end at once. */
+  readonly drain: Effect.Effect<void>
+  /** Open SSE connections. */
+  readonly connections: Effect.Effect<number>
+}>() {}
+
+/**
+ * Builds the route service over the {@link EventBus.EventBus} in context; closing the scope drains it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options?: Options) => Effect.Effect<SseRoute["Type"], never, EventBus.EventBus | Scope.Scope> =
+  internal.make
+
+/**
+ * The route service as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<SseRoute, never, EventBus.EventBus> =>
+  Layer.scoped(SseRoute, make(options))
+
+/**
+ * The route service with every option overridable from the environment: `SLUICE_SSE_PATH`,
+ * `SLUICE_SSE_HEARTBEAT`, `SLUICE_SSE_RETRY_MIN`, `SLUICE_SSE_RETRY_MAX`, `SLUICE_SSE_WRITE_DEADLINE`,
+ * `SLUICE_SSE_MAX_LIFETIME`, `SLUICE_SSE_STALL_TIMEOUT` (durations such as `15 seconds`),
+ * `SLUICE_SSE_MAX_EVENTS`, `SLUICE_SSE_MAX_BYTES`, `SLUICE_SSE_MAX_REPLAY`, `SLUICE_SSE_MAX_BODY_BYTES`
+ * (integers) and `SLUICE_SSE_PUBLISH` (boolean). `options` are the defaults under them.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (options?: Options): Layer.Layer<SseRoute, ConfigError.ConfigError, EventBus.EventBus> =>
+  Layer.scoped(SseRoute, Effect.flatMap(internal.optionsFromEnv(options), make))
+
+/**
+ * A classic `HttpRouter` with `GET /events`, `POST /events`, `GET /stats` and `GET /metrics`. Mount
+ * it under a prefix with `HttpRouter.mount("/bus", SseRoute.router)`; it needs {@link SseRoute}.
+ *
+ * @since 0.1.0
+ * @category routers
+ */
+export const router: HttpRouter.HttpRouter<never, SseRoute> = HttpRouter.empty.pipe(
+  HttpRouter.get("/events", Effect.flatMap(SseRoute, (route) => route.events)),
+  HttpRouter.post("/events", Effect.flatMap(SseRoute, (route) => route.publish)),
+  HttpRouter.get("/stats", Effect.flatMap(SseRoute, (route) => route.stats)),
+  HttpRouter.get("/metrics", Effect.flatMap(SseRoute, (route) => route.metrics))
+)
+
+/**
+ * Adds the routes (at the configured paths) to an `HttpRouter.Tag` router, e.g. `HttpRouter.Default`
+ * or `HttpApiBuilder.Router`.
+ *
+ * @since 0.1.0
+ * @category routers
+ */
+export const layerRouter = <Self, Name extends string, E, R>(
+  tag: HttpRouter.HttpRouter.TagClass<Self, Name, E, R>
+): Layer.Layer<never, never, SseRoute> =>
+  tag.use((r) =>
+    Effect.gen(function*() {
+      const route = yield* SseRoute
+      const { metricsPath, path, statsPath } = route.options
+      yield* r.get(path as HttpRouter.PathInput, route.events)
+      yield* r.post(path as HttpRouter.PathInput, route.publish)
+      yield* r.get(statsPath as HttpRouter.PathInput, route.stats)
+      yield* r.get(metricsPath as HttpRouter.PathInput, route.metrics)
+    })
+  )
+
+/**
+ * Adds the routes (at the configured paths) to an `HttpLayerRouter`.
+ *
+ * @since 0.1.0
+ * @category routers
+ */
+export const layerHttpLayerRouter: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | SseRoute> = HttpLayerRouter
+  .use((r) =>
+    Effect.gen(function*() {
+      const route = yield* SseRoute
+      const { metricsPath, path, statsPath } = route.options
+      yield* r.add("GET", path as HttpLayerRouter.PathInput, route.events)
+      yield* r.add("POST", path as HttpLayerRouter.PathInput, route.publish)
+      yield* r.add("GET", statsPath as HttpLayerRouter.PathInput, route.stats)
+      yield* r.add("GET", metricsPath as HttpLayerRouter.PathInput, route.metrics)
+    })
+  )

@@ -1,0 +1,184 @@
+/** @internal */
+import type * as Http from "node:http"
+import type * as Net from "node:net"
+import type * as EventBus from "../EventBus.js"
+import type { Subscriber } from "./eventBus.js"
+import { frameOf } from "./sse.js"
+
+const HEARTBEAT = Buffer.from(":\n\n", "latin1")
+
+/** @internal */
+export const endFrame = (reason: string): Uint8Array =>
+  Buffer.from(`event: end\ndata: {"reason":${JSON.stringify(reason)}}\n\n`, "utf8")
+
+/**
+ * One SSE response on the Node fast path. While `live`, the central {@link Writer} writes this
+ * connection's frames straight to the raw response; the connection's fiber stays parked until the
+ * end, so delivering an event costs no fiber wake.
+ * @internal
+ */
+export class Connection {
+  live = false
+  dirty = false
+  detached = false
+  lastWrite: number
+  lastProgress: number
+  endingAt: number | undefined = undefined
+  closeSocketOnFinish = false
+  /** Resumes the connection's fiber with the final chunk once the subscription ended and flushed. */
+  onDone: ((final: Uint8Array) => void) | undefined = undefined
+  readonly socket: Net.Socket | null
+  private readonly drainListener: () => void
+
+  constructor(
+    readonly writer: Writer,
+    readonly sub: Subscriber,
+    readonly res: Http.ServerResponse,
+    readonly expiresAt: number | undefined,
+    now: number
+  ) {
+    this.lastWrite = now
+    this.lastProgress = now
+    this.socket = res.socket
+    this.drainListener = () => {
+      this.lastProgress = Date.now()
+      if (this.live) writer.markDirty(this)
+    }
+    res.on("drain", this.drainListener)
+  }
+
+  detach(): void {
+    if (this.detached) return
+    this.detached = true
+    this.live = false
+    this.onDone = undefined
+    if (this.sub.notify === this.notify) this.sub.notify = undefined
+    this.res.removeListener("drain", this.drainListener)
+    this.writer.connections.delete(this)
+  }
+
+  readonly notify = (): void => {
+    this.writer.markDirty(this)
+  }
+}
+
+/**
+ * The central writer of one SSE route: a set of connections and a dirty list flushed once per
+ * macrotask (`setImmediate`), so every frame published in that tick goes out in one `write` per
+ * connection. A periodic `tick` writes heartbeats, applies max lifetimes, detects sockets that stopped
+ * draining, and destroys responses that could not finish within the write deadline.
+ * @internal
+ */
+export class Writer {
+  readonly connections = new Set<Connection>()
+  private dirty: Array<Connection> = []
+  private scheduled = false
+
+  constructor(
+    readonly options: {
+      readonly heartbeatMillis: number
+      readonly writeDeadlineMillis: number
+      readonly stallTimeoutMillis: number
+    }
+  ) {}
+
+  attach(sub: Subscriber, res: Http.ServerResponse, expiresAt: number | undefined): Connection {
+    const conn = new Connection(this, sub, res, expiresAt, Date.now())
+    this.connections.add(conn)
+    return conn
+  }
+
+  /** Switches a connection to direct writes: from now on the fan-out marks it dirty, never a fiber. */
+  goLive(conn: Connection, onDone: (final: Uint8Array) => void): void {
+    if (conn.detached) return
+    conn.onDone = onDone
+    conn.live = true
+    conn.sub.notify = conn.notify
+    this.drain(conn, Date.now())
+  }
+
+  readonly markDirty = (conn: Connection): void => {
+    if (conn.dirty || conn.detached) return
+    conn.dirty = true
+    this.dirty.push(conn)
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(this.flush)
+    }
+  }
+
+  readonly flush = (): void => {
+    this.scheduled = false
+    const dirty = this.dirty
+    this.dirty = []
+    const now = Date.now()
+    for (let i = 0; i < dirty.length; i++) {
+      const conn = dirty[i]!
+      conn.dirty = false
+      if (conn.live) this.drain(conn, now)
+    }
+  }
+
+  private drain(conn: Connection, now: number): void {
+    const res = conn.res
+    const sub = conn.sub
+    if (res.writableNeedDrain || res.destroyed) return
+    if (sub.buffer.length > 0) {
+      const batch = sub.take()
+      let total = 0
+      const frames: Array<Uint8Array> = new Array(batch.length)
+      for (let i = 0; i < batch.length; i++) {
+        const frame = frameOf(batch[i]!)
+        frames[i] = frame
+        total += frame.byteLength
+      }
+      res.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total))
+      conn.lastWrite = now
+      conn.lastProgress = now
+    }
+    if (sub.endReason !== undefined) this.finish(conn, sub.endReason)
+  }
+
+  private finish(conn: Connection, reason: EventBus.EndReason): void {
+    const onDone = conn.onDone
+    if (onDone === undefined) return
+    conn.onDone = undefined
+    conn.live = false
+    if (conn.sub.notify === conn.notify) conn.sub.notify = undefined
+    if (conn.endingAt === undefined) conn.endingAt = Date.now()
+    if (conn.closeSocketOnFinish) {
+      const socket = conn.socket
+      conn.res.once("finish", () => socket?.destroySoon())
+    }
+    onDone(reason === "closed" ? new Uint8Array(0) : endFrame(reason))
+  }
+
+  /** Periodic upkeep; `now` in milliseconds. O(connections), no fiber per connection. */
+  tick(now: number): void {
+    const { heartbeatMillis, stallTimeoutMillis, writeDeadlineMillis } = this.options
+    for (const conn of this.connections) {
+      const sub = conn.sub
+      const res = conn.res
+      if (sub.endReason === undefined) {
+        if (conn.expiresAt !== undefined && now >= conn.expiresAt) {
+          sub.end("lifetime")
+        } else if (res.writableNeedDrain && now - conn.lastProgress >= stallTimeoutMillis) {
+          // A socket that stopped draining with nothing buffered in the bus (e.g. half-open, idle).
+          sub.end("stalled")
+        } else if (conn.live && now - conn.lastWrite >= heartbeatMillis && !res.writableNeedDrain) {
+          res.write(HEARTBEAT)
+          conn.lastWrite = now
+        }
+      }
+      if (sub.endReason !== undefined) {
+        if (conn.endingAt === undefined) conn.endingAt = now
+        else if (now - conn.endingAt >= writeDeadlineMillis && !res.writableFinished) {
+          // The peer stopped reading: the server's writer waits on 'drain' and cannot be interrupted
+          // from the stream, so destroy the raw response; 'close' then interrupts the fiber.
+          res.destroy()
+          conn.detach()
+        }
+      }
+    }
+  }
+}

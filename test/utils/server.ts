@@ -1,0 +1,52 @@
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+import * as EventBus from "../../src/EventBus.js"
+import type * as EventLog from "../../src/EventLog.js"
+import * as SseRoute from "../../src/SseRoute.js"
+
+/** A running server on a random loopback port, with the bus and route it serves. */
+export interface TestServer {
+  readonly url: string
+  readonly port: number
+  readonly bus: EventBus.EventBus["Type"]
+  readonly route: SseRoute.SseRoute["Type"]
+  readonly server: Http.Server
+}
+
+/**
+ * Serves `SseRoute.router` on 127.0.0.1:0 for the current scope. The route layer is built after the
+ * server, so closing the scope drains the streams before the server closes.
+ */
+export const startServer = (options?: {
+  readonly bus?: EventBus.Options & { readonly log?: EventLog.MemoryOptions | undefined }
+  readonly route?: SseRoute.Options
+}): Effect.Effect<TestServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let server: Http.Server | undefined
+    const serverLayer = NodeHttpServer.layer(() => {
+      server = Http.createServer()
+      return server
+    }, { port: 0, host: "127.0.0.1" })
+    const appLayer = Layer.mergeAll(
+      HttpServer.serve(SseRoute.router),
+      Layer.effectDiscard(Effect.void)
+    ).pipe(
+      Layer.provideMerge(SseRoute.layer(options?.route)),
+      Layer.provideMerge(EventBus.layerMemory(options?.bus)),
+      Layer.provideMerge(serverLayer)
+    )
+    const context = yield* Layer.build(appLayer).pipe(Effect.orDie)
+    const address = yield* HttpServer.addressWith((a) => Effect.succeed(a)).pipe(Effect.provide(context))
+    const port = address._tag === "TcpAddress" ? address.port : 0
+    return {
+      url: `http://127.0.0.1:${port}`,
+      port,
+      bus: (yield* EventBus.EventBus.pipe(Effect.provide(context))),
+      route: (yield* SseRoute.SseRoute.pipe(Effect.provide(context))),
+      server: server!
+    }
+  })
