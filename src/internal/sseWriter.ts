@@ -122,7 +122,7 @@ export class Writer {
   private drain(conn: Connection, now: number): void {
     const res = conn.res
     const sub = conn.sub
-    if (res.writableNeedDrain || res.destroyed) return
+    if (res.writableNeedDrain || res.destroyed || res.writableEnded) return
     if (sub.buffer.length > 0) {
       const batch = sub.take()
       let total = 0
@@ -159,7 +159,8 @@ export class Writer {
     for (const conn of this.connections) {
       const sub = conn.sub
       const res = conn.res
-      if (sub.endReason === undefined) {
+      if (res.destroyed) continue
+      if (sub.endReason === undefined && !res.writableEnded) {
         if (conn.expiresAt !== undefined && now >= conn.expiresAt) {
           sub.end("lifetime")
         } else if (res.writableNeedDrain && now - conn.lastProgress >= stallTimeoutMillis) {
