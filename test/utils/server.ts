@@ -5,7 +5,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as EventBus from "../../src/EventBus.js"
-import type * as EventLog from "../../src/EventLog.js"
+import * as EventLog from "../../src/EventLog.js"
 import * as SseRoute from "../../src/SseRoute.js"
 
 /** A running server on a random loopback port, with the bus and route it serves. */
@@ -24,6 +24,8 @@ export interface TestServer {
 export const startServer = (options?: {
   readonly bus?: EventBus.Options & { readonly log?: EventLog.MemoryOptions | undefined }
   readonly route?: SseRoute.Options
+  /** Wraps the memory log the bus runs on (e.g. to give `read` the latency of a remote backend). */
+  readonly wrapLog?: (log: EventLog.EventLog["Type"]) => EventLog.EventLog["Type"]
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
@@ -36,7 +38,7 @@ export const startServer = (options?: {
       Layer.effectDiscard(Effect.void)
     ).pipe(
       Layer.provideMerge(SseRoute.layer(options?.route)),
-      Layer.provideMerge(EventBus.layerMemory(options?.bus)),
+      Layer.provideMerge(busLayer(options?.bus, options?.wrapLog)),
       Layer.provideMerge(serverLayer)
     )
     const context = yield* Layer.build(appLayer).pipe(Effect.orDie)
@@ -50,3 +52,31 @@ export const startServer = (options?: {
       server: server!
     }
   })
+
+const busLayer = (
+  options: (EventBus.Options & { readonly log?: EventLog.MemoryOptions | undefined }) | undefined,
+  wrapLog: ((log: EventLog.EventLog["Type"]) => EventLog.EventLog["Type"]) | undefined
+) =>
+  wrapLog === undefined
+    ? EventBus.layerMemory(options)
+    : Layer.provideMerge(
+      EventBus.layer(options),
+      Layer.effect(EventLog.EventLog, Effect.map(EventLog.makeMemory(options?.log), wrapLog))
+    )
+
+/**
+ * A log whose `read` (the resume replay) takes 0..`maxMillis` ms of real time, like `XRANGE` on a
+ * remote Redis. `onRead` runs when a read starts: the subscriber is registered, nothing is written yet.
+ */
+export const slowReads = (maxMillis: number, onRead?: () => void) => (log: EventLog.EventLog["Type"]): EventLog.EventLog["Type"] => ({
+  ...log,
+  read: (after, readOptions) =>
+    Effect.zipRight(
+      Effect.async<void>((resume) => {
+        onRead?.()
+        const timer = setTimeout(() => resume(Effect.void), Math.floor(Math.random() * (maxMillis + 1)))
+        return Effect.sync(() => clearTimeout(timer))
+      }),
+      log.read(after, readOptions)
+    )
+})
