@@ -1,6 +1,7 @@
 /** @internal */
 import type * as Http from "node:http"
 import type * as Net from "node:net"
+import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import type { Subscriber } from "./eventBus.js"
 import { frameOf } from "./sse.js"
@@ -95,6 +96,7 @@ export class Writer {
     conn.live = true
     conn.sub.notify = conn.notify
     this.drain(conn, Date.now())
+    this.clearCache()
   }
 
   readonly markDirty = (conn: Connection): void => {
@@ -117,6 +119,48 @@ export class Writer {
       conn.dirty = false
       if (conn.live) this.drain(conn, now)
     }
+    this.clearCache()
+  }
+
+  private clearCache(): void {
+    this.cacheBytes = undefined
+    this.cacheFirst = this.cacheLast = -1
+  }
+
+  /**
+   * Bytes of the last contiguous batch encoded in this flush: every connection whose batch is the
+   * same run of sequence numbers (the common case: unfiltered or same-topic subscribers) writes the
+   * same shared buffer, so coalescing costs one concatenation per tick, not one per connection.
+   */
+  private cacheFirst = -1
+  private cacheLast = -1
+  private cacheBytes: Uint8Array | undefined = undefined
+
+  private encode(batch: ReadonlyArray<Event.Event>): Uint8Array {
+    const n = batch.length
+    const first = batch[0]!.id.seq
+    const last = batch[n - 1]!.id.seq
+    const contiguous = last - first + 1 === n
+    if (contiguous && first === this.cacheFirst && last === this.cacheLast) return this.cacheBytes!
+    let bytes: Uint8Array
+    if (n === 1) {
+      bytes = frameOf(batch[0]!)
+    } else {
+      let total = 0
+      const frames: Array<Uint8Array> = new Array(n)
+      for (let i = 0; i < n; i++) {
+        const frame = frameOf(batch[i]!)
+        frames[i] = frame
+        total += frame.byteLength
+      }
+      bytes = Buffer.concat(frames, total)
+    }
+    if (contiguous) {
+      this.cacheFirst = first
+      this.cacheLast = last
+      this.cacheBytes = bytes
+    }
+    return bytes
   }
 
   private drain(conn: Connection, now: number): void {
@@ -124,15 +168,7 @@ export class Writer {
     const sub = conn.sub
     if (res.writableNeedDrain || res.destroyed || res.writableEnded) return
     if (sub.buffer.length > 0) {
-      const batch = sub.take()
-      let total = 0
-      const frames: Array<Uint8Array> = new Array(batch.length)
-      for (let i = 0; i < batch.length; i++) {
-        const frame = frameOf(batch[i]!)
-        frames[i] = frame
-        total += frame.byteLength
-      }
-      res.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total))
+      res.write(this.encode(sub.take()))
       conn.lastWrite = now
       conn.lastProgress = now
     }
