@@ -65,16 +65,22 @@ const busLayer = (
     )
 
 /**
- * A log whose `read` (the resume replay) takes 0..`maxMillis` ms of real time, like `XRANGE` on a
- * remote Redis. `onRead` runs when a read starts: the subscriber is registered, nothing is written yet.
+ * A log whose `read` (the resume replay) takes `minMillis`..`maxMillis` ms of real time, like `XRANGE`
+ * on a remote Redis. `onRead(after)` runs when a read starts: the subscriber is registered, nothing
+ * has been written to its response yet.
  */
-export const slowReads = (maxMillis: number, onRead?: () => void) => (log: EventLog.EventLog["Type"]): EventLog.EventLog["Type"] => ({
+export const slowReads = (maxMillis: number, options?: {
+  readonly minMillis?: number
+  readonly onRead?: (after: number) => void
+}) =>
+(log: EventLog.EventLog["Type"]): EventLog.EventLog["Type"] => ({
   ...log,
   read: (after, readOptions) =>
     Effect.zipRight(
       Effect.async<void>((resume) => {
-        onRead?.()
-        const timer = setTimeout(() => resume(Effect.void), Math.floor(Math.random() * (maxMillis + 1)))
+        options?.onRead?.(after)
+        const min = options?.minMillis ?? 0
+        const timer = setTimeout(() => resume(Effect.void), min + Math.floor(Math.random() * (maxMillis - min + 1)))
         return Effect.sync(() => clearTimeout(timer))
       }),
       log.read(after, readOptions)
