@@ -1,0 +1,248 @@
+/**
+ * The demo's single HTML page: a native `EventSource` on the events route, the live events, the
+ * connection state, the last event id, reconnect / reset counts, and a form that publishes over
+ * `POST`. Plain inline CSS and JS, no build step, nothing fetched from elsewhere. Event data is only
+ * ever written with `textContent`.
+ */
+
+/** Paths the page talks to (the route's configured paths). */
+export interface PagePaths {
+  readonly events: string
+  readonly stats: string
+}
+
+/** JSON that is safe inside an inline `<script>` (no `</script>`, no HTML comment openers). */
+const scriptJson = (value: unknown): string =>
+  JSON.stringify(value).replace(/</g, "\\u003c").replace(/>/g, "\\u003e").replace(/&/g, "\\u0026")
+
+export const renderPage = (paths: PagePaths): string =>
+  `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sluice demo</title>
+<style>
+  :root { font-family: system-ui, sans-serif; color: #1d2430; background: #f6f7f9; }
+  body { margin: 0 auto; max-width: 60rem; padding: 1rem 1.5rem 3rem; }
+  h1 { font-size: 1.4rem; margin: 0.5rem 0 0.2rem; }
+  h2 { font-size: 1rem; margin: 0 0 0.6rem; }
+  p.lead { margin: 0 0 1rem; color: #556; }
+  section { background: #fff; border: 1px solid #dde1e7; border-radius: 8px; padding: 0.8rem 1rem;
+    margin-bottom: 1rem; }
+  form { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: end; }
+  label { display: flex; flex-direction: column; font-size: 0.8rem; color: #556; gap: 0.2rem; }
+  input, textarea { font: inherit; font-size: 0.9rem; padding: 0.3rem 0.4rem; border: 1px solid #c5cbd3;
+    border-radius: 4px; }
+  textarea { min-width: 18rem; min-height: 2.2rem; font-family: ui-monospace, monospace; }
+  button { font: inherit; font-size: 0.9rem; padding: 0.35rem 0.8rem; border-radius: 4px; border: 1px solid #2f6fde;
+    background: #2f6fde; color: #fff; cursor: pointer; }
+  button.secondary { background: #fff; color: #2f6fde; }
+  dl { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: 0.4rem 1rem;
+    margin: 0.8rem 0 0; }
+  dt { font-size: 0.75rem; color: #667; }
+  dd { margin: 0; font-family: ui-monospace, monospace; font-size: 0.9rem; overflow-wrap: anywhere; }
+  .state { display: inline-block; padding: 0 0.5rem; border-radius: 999px; font-family: system-ui, sans-serif; }
+  .state.connecting { background: #fff1c2; }
+  .state.open { background: #cdf3d6; }
+  .state.closed { background: #f6d0d0; }
+  #result { font-family: ui-monospace, monospace; font-size: 0.85rem; margin-top: 0.5rem; min-height: 1.2em; }
+  table { width: 100%; border-collapse: collapse; font-size: 0.85rem; }
+  th, td { text-align: left; padding: 0.25rem 0.5rem; border-bottom: 1px solid #eef0f3; vertical-align: top; }
+  td { font-family: ui-monospace, monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
+  th { color: #667; font-weight: 600; }
+  tr.reset td, tr.end td { background: #fff7e0; }
+  tr.note td { color: #778; font-style: italic; }
+  .hint { font-size: 0.8rem; color: #778; }
+</style>
+</head>
+<body>
+<h1>sluice demo</h1>
+<p class="lead">Live events over Server-Sent Events with a native <code>EventSource</code>. Reconnects resume from the
+last event id; a cursor the server cannot serve answers <code>event: reset</code>; server-side ends send
+<code>event: end</code> with the reason.</p>
+
+<section>
+  <h2>Subscription</h2>
+  <form id="subscribe">
+    <label>Topics (space separated, <code>orders/*</code> for a prefix, empty = all)
+      <input id="topics" size="40" placeholder="demo/*">
+    </label>
+    <label>Extra event types to listen for
+      <input id="types" size="20" placeholder="tick greeting">
+    </label>
+    <button type="submit">Connect</button>
+    <button type="button" class="secondary" id="disconnect">Disconnect</button>
+  </form>
+  <dl>
+    <div><dt>state</dt><dd><span id="state" class="state closed">closed</span></dd></div>
+    <div><dt>last event id</dt><dd id="last-id">-</dd></div>
+    <div><dt>events</dt><dd id="count">0</dd></div>
+    <div><dt>reconnects</dt><dd id="reconnects">0</dd></div>
+    <div><dt>resets</dt><dd id="resets">0</dd></div>
+    <div><dt>last reset reason</dt><dd id="reset-reason">-</dd></div>
+    <div><dt>last end reason</dt><dd id="end-reason">-</dd></div>
+    <div><dt>server subscribers</dt><dd id="subscribers">-</dd></div>
+  </dl>
+</section>
+
+<section>
+  <h2>Publish</h2>
+  <form id="publish">
+    <label>Topic <input id="pub-topic" value="demo/chat" required></label>
+    <label>Type (optional) <input id="pub-type" placeholder="message" size="12"></label>
+    <label>Data <textarea id="pub-data">hello from the browser</textarea></label>
+    <button type="submit">Publish</button>
+  </form>
+  <div id="result"></div>
+  <p class="hint">A type other than <code>message</code> only reaches an <code>EventSource</code> listener
+  registered for it: publishing here registers one on this page.</p>
+</section>
+
+<section>
+  <h2>Events <span class="hint">(newest first, at most 200 rows)</span></h2>
+  <table>
+    <thead><tr><th>id</th><th>type</th><th>data</th></tr></thead>
+    <tbody id="log"></tbody>
+  </table>
+</section>
+
+<script>
+"use strict";
+(() => {
+  const PATHS = ${scriptJson(paths)};
+  const MAX_ROWS = 200;
+  const $ = (id) => document.getElementById(id);
+  const counters = { count: 0, reconnects: 0, resets: 0 };
+  let source = null;
+  let opened = false;
+  const listened = new Set();
+
+  const setState = (state) => {
+    const el = $("state");
+    el.textContent = state;
+    el.className = "state " + state;
+  };
+  const bump = (name) => {
+    counters[name] += 1;
+    $(name).textContent = String(counters[name]);
+  };
+  const addRow = (id, type, data, kind) => {
+    const tr = document.createElement("tr");
+    if (kind) tr.className = kind;
+    for (const text of [id, type, data]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    const log = $("log");
+    log.insertBefore(tr, log.firstChild);
+    while (log.childNodes.length > MAX_ROWS) log.removeChild(log.lastChild);
+  };
+  const reasonOf = (data) => {
+    try {
+      const parsed = JSON.parse(data);
+      return parsed && typeof parsed.reason === "string" ? parsed.reason : "?";
+    } catch {
+      return "?";
+    }
+  };
+
+  const onEvent = (event) => {
+    if (event.lastEventId) $("last-id").textContent = event.lastEventId;
+    bump("count");
+    addRow(event.lastEventId || "", event.type, event.data, "");
+  };
+  const listen = (type) => {
+    if (!type || listened.has(type)) return;
+    listened.add(type);
+    if (source) source.addEventListener(type, onEvent);
+  };
+
+  const connect = () => {
+    disconnect();
+    opened = false;
+    const url = new URL(PATHS.events, location.href);
+    for (const topic of $("topics").value.split(/\\s+/)) if (topic) url.searchParams.append("topic", topic);
+    for (const type of $("types").value.split(/\\s+/)) if (type) listened.add(type);
+    const es = new EventSource(url);
+    source = es;
+    setState("connecting");
+    addRow("", "", "connecting to " + url.pathname + url.search, "note");
+    es.addEventListener("open", () => {
+      if (opened) bump("reconnects");
+      opened = true;
+      setState("open");
+    });
+    es.addEventListener("error", () => {
+      // CONNECTING: the browser retries by itself (with Last-Event-ID); CLOSED: it gave up.
+      setState(es.readyState === EventSource.CLOSED ? "closed" : "connecting");
+    });
+    es.addEventListener("message", onEvent);
+    for (const type of listened) es.addEventListener(type, onEvent);
+    es.addEventListener("reset", (event) => {
+      bump("resets");
+      if (event.lastEventId) $("last-id").textContent = event.lastEventId;
+      $("reset-reason").textContent = reasonOf(event.data);
+      addRow(event.lastEventId || "", "reset", event.data, "reset");
+    });
+    es.addEventListener("end", (event) => {
+      $("end-reason").textContent = reasonOf(event.data);
+      addRow("", "end", event.data, "end");
+    });
+  };
+  const disconnect = () => {
+    if (!source) return;
+    source.close();
+    source = null;
+    setState("closed");
+    addRow("", "", "disconnected", "note");
+  };
+
+  $("subscribe").addEventListener("submit", (e) => {
+    e.preventDefault();
+    connect();
+  });
+  $("disconnect").addEventListener("click", disconnect);
+
+  $("publish").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const type = $("pub-type").value.trim();
+    const body = { topic: $("pub-topic").value.trim(), data: $("pub-data").value };
+    if (type) {
+      body.type = type;
+      listen(type);
+    }
+    const result = $("result");
+    try {
+      const response = await fetch(PATHS.events, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body)
+      });
+      const text = await response.text();
+      result.textContent = response.status + " " + text;
+    } catch (error) {
+      result.textContent = "failed: " + String(error);
+    }
+  });
+
+  const pollStats = async () => {
+    try {
+      const response = await fetch(PATHS.stats, { cache: "no-store" });
+      const stats = await response.json();
+      $("subscribers").textContent = String(stats.subscribers);
+    } catch {
+      $("subscribers").textContent = "?";
+    }
+  };
+  setInterval(pollStats, 3000);
+  pollStats();
+
+  listened.add("tick");
+  connect();
+})();
+</script>
+</body>
+</html>
+`
