@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type * as Chunk from "effect/Chunk"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -84,6 +85,12 @@ export interface Subscription {
    * event it holds has been emitted. Consume it once.
    */
   readonly events: Stream.Stream<Event.Event>
+  /**
+   * The same events as `events`, pulled directly: waits until at least one event is buffered (or
+   * the subscription ended), then returns everything buffered and whether the subscription is done
+   * (ended and drained), like `Mailbox.takeAll`. The cheapest way to drain; use it or `events`, not both.
+   */
+  readonly takeAll: Effect.Effect<readonly [events: Chunk.Chunk<Event.Event>, done: boolean]>
   /** Completes with the reason once the subscription has been ended. */
   readonly ended: Effect.Effect<EndReason>
   /** Ends the subscription now (what it holds is still emitted). */

@@ -14,7 +14,7 @@ import * as Stream from "effect/Stream"
 import type * as Event from "../Event.js"
 import * as EventBus from "../EventBus.js"
 import * as EventLog from "../EventLog.js"
-import { compileTopics, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
+import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
 import * as metrics from "./metrics.js"
 import { frameOf } from "./sse.js"
 
@@ -398,23 +398,40 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
             sub.notify = undefined
           })
         })
-        // A hand-written channel: one pull drains everything buffered as one chunk. It costs a
-        // fraction of `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
+        // Replay first, then live. One pull hands over everything buffered as one chunk.
+        let replayPending: ReadonlyArray<Event.Event> | undefined = resolved.replay.length > 0 ? resolved.replay : undefined
+        const takeAll: Effect.Effect<readonly [Chunk.Chunk<Event.Event>, boolean]> = Effect.suspend(() => {
+          if (replayPending !== undefined) {
+            const replay = replayPending
+            replayPending = undefined
+            return Effect.succeed([Chunk.unsafeFromArray(replay as Array<Event.Event>), false] as const)
+          }
+          const batch = sub.take()
+          const ended = sub.endReason !== undefined
+          if (batch.length > 0) return Effect.succeed([Chunk.unsafeFromArray(batch), ended] as const)
+          if (ended) return Effect.succeed([Chunk.empty<Event.Event>(), true] as const)
+          return Effect.zipRight(wait, takeAll)
+        })
+        // A hand-written channel over the same buffer: it costs a fraction of
+        // `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
         const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.suspend(() => {
+          if (replayPending !== undefined) {
+            const replay = replayPending
+            replayPending = undefined
+            return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(replay as Array<Event.Event>)), pull)
+          }
           const batch = sub.take()
           if (batch.length > 0) return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(batch)), pull)
           if (sub.endReason !== undefined) return Channel.void
           return Channel.zipRight(Channel.fromEffect(wait), pull)
         })
-        const live = Stream.fromChannel(pull)
-        const events = resolved.replay.length === 0
-          ? live
-          : Stream.concat(Stream.fromChunk(Chunk.unsafeFromArray(resolved.replay as Array<Event.Event>)), live)
+        const events = Stream.fromChannel(pull)
 
         const subscription: EventBus.Subscription & { readonly [SubscriberKey]: Subscriber } = {
           outcome: resolved.outcome,
           replay: resolved.replay,
           events,
+          takeAll,
           ended: Deferred.await(sub.ended),
           end: (reason) => Effect.sync(() => sub.end(reason)),
           [SubscriberKey]: sub
@@ -439,7 +456,8 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           outcome: { _tag: "Reset", reason, head, message } as const
         })
         if (after === undefined) return { ...none, outcome: { _tag: "Live", head } as const }
-        const parsed = typeof after === "string" ? parseId(after) : Either.right(after)
+        // An id object is held to the same rules as a string (a fractional or negative seq would misread the log).
+        const parsed = parseId(typeof after === "string" ? after : formatId(after))
         if (Either.isLeft(parsed)) return reset("invalid", parsed.left.message)
         const cursor = parsed.right
         if (cursor.epoch !== hub.epoch) {
@@ -452,15 +470,27 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           return { replay: [], floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
         }
         if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
-        const page = yield* log.read(cursor.seq, { limit: maxReplay + 1, upTo: position, filter: match }).pipe(
-          Effect.map((p): EventLog.ReadPage | undefined => p),
-          Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
-        )
-        if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
-        if (page.events.length > maxReplay) {
+        // A backend may end a page before `upTo` (see `ReadPage`): continue from its cursor until the range is done.
+        const replay: Array<Event.Event> = []
+        let scanned = cursor.seq
+        while (scanned < position && replay.length <= maxReplay) {
+          const page = yield* log.read(scanned, { limit: maxReplay + 1 - replay.length, upTo: position, filter: match }).pipe(
+            Effect.map((p): EventLog.ReadPage | undefined => p),
+            Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
+          )
+          if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
+          if (page.cursor <= scanned) {
+            return yield* Effect.fail(
+              new EventBus.SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
+            )
+          }
+          for (const event of page.events) replay.push(event)
+          scanned = page.cursor
+        }
+        if (replay.length > maxReplay) {
           return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
         }
-        return { replay: page.events, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
+        return { replay, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
       })
 
     return EventBus.EventBus.of({
