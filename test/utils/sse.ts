@@ -24,8 +24,11 @@ export interface ParsedStream {
   readonly lastEventId: string | undefined
 }
 
-/** Parses SSE text (or bytes) with `eventsource-parser`; a trailing partial event is not dispatched. */
-export const parseSse = (input: string | Uint8Array): ParsedStream => {
+/**
+ * Parses SSE text (or bytes, or text in pieces fed one after the other) with `eventsource-parser`; a
+ * trailing partial event is not dispatched.
+ */
+export const parseSse = (input: string | Uint8Array | ReadonlyArray<string>): ParsedStream => {
   const out: ParsedStream & { lastEventId: string | undefined } = {
     events: [],
     retries: [],
@@ -42,7 +45,9 @@ export const parseSse = (input: string | Uint8Array): ParsedStream => {
       out.lastEventId = id === "" ? undefined : id
     }
   })
-  parser.feed(typeof input === "string" ? input : Buffer.from(input).toString("utf8"))
+  if (typeof input === "string") parser.feed(input)
+  else if (input instanceof Uint8Array) parser.feed(Buffer.from(input).toString("utf8"))
+  else for (const piece of input) parser.feed(piece)
   return out
 }
 
