@@ -398,23 +398,40 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
             sub.notify = undefined
           })
         })
-        // A hand-written channel: one pull drains everything buffered as one chunk. It costs a
-        // fraction of `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
+        // Replay first, then live. One pull hands over everything buffered as one chunk.
+        let replayPending: ReadonlyArray<Event.Event> | undefined = resolved.replay.length > 0 ? resolved.replay : undefined
+        const takeAll: Effect.Effect<readonly [Chunk.Chunk<Event.Event>, boolean]> = Effect.suspend(() => {
+          if (replayPending !== undefined) {
+            const replay = replayPending
+            replayPending = undefined
+            return Effect.succeed([Chunk.unsafeFromArray(replay as Array<Event.Event>), false] as const)
+          }
+          const batch = sub.take()
+          const ended = sub.endReason !== undefined
+          if (batch.length > 0) return Effect.succeed([Chunk.unsafeFromArray(batch), ended] as const)
+          if (ended) return Effect.succeed([Chunk.empty<Event.Event>(), true] as const)
+          return Effect.zipRight(wait, takeAll)
+        })
+        // A hand-written channel over the same buffer: it costs a fraction of
+        // `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
         const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.suspend(() => {
+          if (replayPending !== undefined) {
+            const replay = replayPending
+            replayPending = undefined
+            return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(replay as Array<Event.Event>)), pull)
+          }
           const batch = sub.take()
           if (batch.length > 0) return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(batch)), pull)
           if (sub.endReason !== undefined) return Channel.void
           return Channel.zipRight(Channel.fromEffect(wait), pull)
         })
-        const live = Stream.fromChannel(pull)
-        const events = resolved.replay.length === 0
-          ? live
-          : Stream.concat(Stream.fromChunk(Chunk.unsafeFromArray(resolved.replay as Array<Event.Event>)), live)
+        const events = Stream.fromChannel(pull)
 
         const subscription: EventBus.Subscription & { readonly [SubscriberKey]: Subscriber } = {
           outcome: resolved.outcome,
           replay: resolved.replay,
           events,
+          takeAll,
           ended: Deferred.await(sub.ended),
           end: (reason) => Effect.sync(() => sub.end(reason)),
           [SubscriberKey]: sub
