@@ -381,7 +381,10 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         const position = sub.floor
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
 
-        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, match)
+        // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
+        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, match).pipe(
+          Effect.onError(() => Effect.sync(() => sub.close()))
+        )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
         if (resolved.floor > sub.floor) sub.floor = resolved.floor
         if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
