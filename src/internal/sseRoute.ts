@@ -72,6 +72,15 @@ const rawResponse = (request: HttpServerRequest.HttpServerRequest): Http.ServerR
   }
 }
 
+const rawRequest = (request: HttpServerRequest.HttpServerRequest): Http.IncomingMessage | undefined => {
+  try {
+    const req = NodeHttpServerRequest.toIncomingMessage(request) as Http.IncomingMessage | undefined
+    return req !== undefined && typeof req.on === "function" && typeof req.resume === "function" ? req : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   if (parts.length === 1) return parts[0]!
   let total = 0
@@ -340,6 +349,49 @@ const waitUntil = (done: () => boolean, timeoutMillis: number): Effect.Effect<vo
   })
 
 const readLimited = (
+  request: HttpServerRequest.HttpServerRequest,
+  limit: number
+): Effect.Effect<string | "too-large" | "failed"> => {
+  const incoming = rawRequest(request)
+  return incoming === undefined ? readLimitedPortable(request, limit) : readLimitedNode(incoming, limit)
+}
+
+/**
+ * Reads a Node request body up to `limit`. Past the limit it stops collecting but lets the rest flow
+ * and drop: the platform's body streams destroy an unfinished request, which resets the socket, and
+ * the client then never reads the `413` (a chunked upload over the limit saw "socket hang up").
+ */
+const readLimitedNode = (incoming: Http.IncomingMessage, limit: number): Effect.Effect<string | "too-large" | "failed"> =>
+  Effect.async((resume) => {
+    const parts: Array<Buffer> = []
+    let size = 0
+    const stop = () => {
+      incoming.off("data", onData)
+      incoming.off("end", onEnd)
+      incoming.off("error", onError)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size <= limit) return void parts.push(chunk)
+      stop()
+      incoming.resume()
+      resume(Effect.succeed("too-large" as const))
+    }
+    const onEnd = () => {
+      stop()
+      resume(Effect.succeed(Buffer.concat(parts, size).toString("utf8")))
+    }
+    const onError = () => {
+      stop()
+      resume(Effect.succeed("failed" as const))
+    }
+    incoming.on("data", onData)
+    incoming.on("end", onEnd)
+    incoming.on("error", onError)
+    return Effect.sync(stop)
+  })
+
+const readLimitedPortable = (
   request: HttpServerRequest.HttpServerRequest,
   limit: number
 ): Effect.Effect<string | "too-large" | "failed"> =>

@@ -125,7 +125,8 @@ export const request = (
   options: {
     readonly method?: string
     readonly headers?: Record<string, string>
-    readonly body?: string | Uint8Array
+    /** The body; pieces are written one by one (chunked, no content-length unless given). */
+    readonly body?: string | Uint8Array | ReadonlyArray<string>
     readonly until?: (text: string) => boolean
     readonly timeoutMillis?: number
   } = {}
@@ -161,7 +162,12 @@ export const request = (
       res.on("close", () => finish(res.complete))
       res.on("error", () => finish(false))
     })
-    req.end(options.body)
+    if (Array.isArray(options.body)) {
+      for (const piece of options.body) req.write(piece)
+      req.end()
+    } else {
+      req.end(options.body as string | Uint8Array | undefined)
+    }
   })
 
 /** An open SSE stream read with `node:http`: the text so far, parsed on demand. */
