@@ -1,6 +1,7 @@
 /**
  * A peer that stops reading while events flow: its subscription ends as `overflow` (bounded in
- * bytes), and since its socket never drains, the write deadline destroys the response.
+ * bytes) or, with room to spare, as `stalled`; since its socket never drains, the write deadline
+ * destroys the response.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -86,5 +87,51 @@ describe("SseRoute slow readers", () => {
       assert.isAtMost(maxWritable, response!.writableHighWaterMark + MAX_BYTES + 2048)
       assert.isAtLeast(destroyAfter, WRITE_DEADLINE - 50, "destroyed by the write deadline, not earlier")
       assert.isAtMost(destroyAfter, WRITE_DEADLINE + 1_000, "destroyed within the write deadline plus upkeep ticks")
+    }), 30_000)
+
+  it.scopedLive("a paused reader with room to spare is ended as stalled, then destroyed by the write deadline", () =>
+    Effect.gen(function*() {
+      const STALL = 300
+      const { bus, port, route, server } = yield* startServer({
+        route: {
+          maxBytes: 64 * 1024 * 1024,
+          maxEvents: 1_000_000,
+          stallTimeout: `${STALL} millis`,
+          writeDeadline: `${WRITE_DEADLINE} millis`
+        }
+      })
+      let destroyedAt: number | undefined
+      server.prependListener("request", (_req: Http.IncomingMessage, res: Http.ServerResponse) => {
+        res.on("close", () => {
+          destroyedAt = Date.now()
+        })
+      })
+      const socket = yield* Effect.acquireRelease(Effect.promise(() => connect(port)), (s) => Effect.sync(() => s.destroy()))
+      socket.on("error", () => {})
+      socket.pause()
+      socket.write(rawGet("/events?topic=t"))
+      yield* waitForEffect("the stream to open", route.connections, (n) => n === 1)
+
+      const data = "x".repeat(1024)
+      const batch: Array<Event.EventInput> = Array.from({ length: 16 }, () => ({ topic: "t", data }))
+      let stalledAt: number | undefined
+      const started = Date.now()
+      while (stalledAt === undefined && Date.now() - started < 20_000) {
+        yield* bus.publishAll(batch)
+        if ((yield* bus.stats).ends.stalled > 0) stalledAt = Date.now()
+        else yield* sleepReal(2)
+      }
+      assert.isDefined(stalledAt, "the paused reader was ended as stalled")
+      yield* waitFor("the server to destroy the response", () => destroyedAt !== undefined, 5_000)
+      const stats = yield* waitForEffect("the subscriber to be released", bus.stats, (s) => s.subscribers === 0)
+      console.log(
+        `[stalled reader] stalled after ${stalledAt! - started} ms (stallTimeout ${STALL} ms); ` +
+          `destroyed ${destroyedAt! - stalledAt!} ms later (writeDeadline ${WRITE_DEADLINE} ms)`
+      )
+      assert.strictEqual(stats.ends.stalled, 1)
+      assert.strictEqual(stats.ends.overflow, 0)
+      assert.strictEqual(stats.bufferedBytes, 0, "its buffer was released")
+      assert.isAtMost(destroyedAt! - stalledAt!, WRITE_DEADLINE + 1_000)
+      assert.strictEqual(yield* route.connections, 0)
     }), 30_000)
 })
