@@ -67,6 +67,8 @@ describe("SseRoute aborts", () => {
       yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((s) => s.destroy())))
       const counts: Record<string, number> = {}
       let finNotClosed = 0
+      let noRead = 0
+      let registeredGotBytes = 0
       let registeredCursor = 1_000 // replay cycles use cursors below 500: each read is told apart by its cursor
 
       const cycle = (i: number) =>
@@ -96,10 +98,14 @@ describe("SseRoute aborts", () => {
               // Abort once the subscriber is registered and its replay read started: before any byte.
               const after = registeredCursor
               registeredCursor = registeredCursor + 1 < PRELOAD ? registeredCursor + 1 : 1_000
-              const started = new Promise<void>((resolve) => readStarted.set(after, resolve))
+              let reading = false
+              readStarted.set(after, () => {
+                reading = true
+              })
               socket.write(rawGet("/events?topic=big", { "Last-Event-ID": `${epoch}-${after}` }))
-              await started
+              if (!(await waitUntil(() => reading, 5_000))) noRead++
               readStarted.delete(after)
+              if (got.bytes > 0) registeredGotBytes++
               abort()
               break
             }
@@ -154,6 +160,8 @@ describe("SseRoute aborts", () => {
           `timers ${timeoutsBefore} -> ${activeTimeouts()}; sockets ${socketsBefore} -> ${activeSockets()}`
       )
       assert.strictEqual(finNotClosed, 0, "the server closed every half-closed connection")
+      assert.strictEqual(noRead, 0, "every registered-phase request reached its replay read")
+      assert.strictEqual(registeredGotBytes, 0, "registered-phase aborts came before the first byte")
       assert.strictEqual(stats.subscribers, 0)
       assert.strictEqual(stats.bufferedEvents, 0)
       assert.strictEqual(stats.bufferedBytes, 0)
