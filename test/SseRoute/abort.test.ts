@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import type * as Net from "node:net"
 import type * as Event from "../../src/Event.js"
 import { slowReads, startServer } from "../utils/server.js"
-import { activeTimeouts, connect, rawGet, sleepReal, waitFor, waitForEffect } from "../utils/sse.js"
+import { activeTimeouts, connect, rawGet, sleepReal, until, waitFor, waitForEffect } from "../utils/sse.js"
 
 const CYCLES = 1_000
 const CONCURRENCY = 32
@@ -103,7 +103,7 @@ describe("SseRoute aborts", () => {
                 reading = true
               })
               socket.write(rawGet("/events?topic=big", { "Last-Event-ID": `${epoch}-${after}` }))
-              if (!(await waitUntil(() => reading, 5_000))) noRead++
+              if (!(await until(() => reading, 5_000))) noRead++
               readStarted.delete(after)
               if (got.bytes > 0) registeredGotBytes++
               abort()
@@ -115,7 +115,7 @@ describe("SseRoute aborts", () => {
               const after = Math.floor(Math.random() * 200)
               const stopAt = 1 + Math.floor(Math.random() * 200_000)
               socket.write(rawGet("/events?topic=big", { "Last-Event-ID": `${epoch}-${after}` }))
-              await waitUntil(() => got.bytes >= stopAt || got.closed, 5_000)
+              await until(() => got.bytes >= stopAt || got.closed, 5_000)
               socket.pause()
               await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10)))
               abort()
@@ -124,7 +124,7 @@ describe("SseRoute aborts", () => {
             case "live": {
               const events = 1 + Math.floor(Math.random() * 5)
               socket.write(rawGet("/events?topic=live"))
-              await waitUntil(() => count(got.text, "\ndata: ") >= events || got.closed, 5_000)
+              await until(() => count(got.text, "\ndata: ") >= events || got.closed, 5_000)
               abort()
               break
             }
@@ -132,7 +132,7 @@ describe("SseRoute aborts", () => {
           if (close === "fin") {
             // A half-closed client keeps reading: the server must close its side too.
             socket.resume()
-            if (!(await waitUntil(() => got.closed, 10_000))) finNotClosed++
+            if (!(await until(() => got.closed, 10_000))) finNotClosed++
           }
           socket.destroy()
           sockets.delete(socket)
@@ -186,14 +186,3 @@ const count = (text: string, needle: string): number => {
   }
   return n
 }
-
-const waitUntil = (done: () => boolean, timeoutMillis: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const deadline = Date.now() + timeoutMillis
-    const poll = () => {
-      if (done()) return resolve(true)
-      if (Date.now() >= deadline) return resolve(false)
-      setTimeout(poll, 1)
-    }
-    poll()
-  })

@@ -65,6 +65,18 @@ export const waitFor = (what: string, check: () => boolean, timeoutMillis = 5_00
     return Effect.sync(() => clearTimeout(timer))
   })
 
+/** Resolves `true` once `done()` holds (polled every millisecond), or `false` after `timeoutMillis`. */
+export const until = (done: () => boolean, timeoutMillis: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const deadline = Date.now() + timeoutMillis
+    const poll = () => {
+      if (done()) return resolve(true)
+      if (Date.now() >= deadline) return resolve(false)
+      setTimeout(poll, 1)
+    }
+    poll()
+  })
+
 /** Like {@link waitFor} with an effectful check (e.g. `bus.stats`). */
 export const waitForEffect = <A>(
   what: string,
