@@ -137,7 +137,11 @@ export interface ResolvedOptions {
 export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
   readonly options: ResolvedOptions
   /** `GET`: the SSE stream (`?topic=…&lastEventId=…`, or the `Last-Event-ID` header). */
-  readonly events: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  readonly events: Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    never,
+    HttpServerRequest.HttpServerRequest | Scope.Scope
+  >
   /** `POST`: publish JSON `{ topic, type?, data }`, answered `201 { id }`. */
   readonly publish: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: the bus's stats as JSON. */

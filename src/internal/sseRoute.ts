@@ -12,6 +12,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
+import { Readable } from "node:stream"
 import type * as Event from "../Event.js"
 import * as EventBus from "../EventBus.js"
 import * as SseRoute from "../SseRoute.js"
@@ -213,36 +214,55 @@ export const make = (
       }
       const opening = `${retry(jitteredRetry())}${comment("sluice")}`
       const res = rawResponse(request)
-      const body = res === undefined ? portableBody(subscribeOptions, opening) : nodeBody(subscribeOptions, opening, res)
-      return HttpServerResponse.stream(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
+      if (res !== undefined) return yield* nodeResponse(subscribeOptions, opening, res)
+      return HttpServerResponse.stream(portableBody(subscribeOptions, opening), {
+        contentType: "text/event-stream",
+        headers: SSE_HEADERS
+      })
     })
 
     const unavailableBody = (opening: string) => Stream.make(Buffer.from(opening, "utf8"), endFrame("unavailable"))
 
-    const nodeBody = (subscribeOptions: EventBus.SubscribeOptions, opening: string, res: Http.ServerResponse) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
+    /**
+     * The Node fast path. The subscription lives in the request scope; the response body is an empty
+     * `Readable` that only ends the response, so the request's fiber waits on one promise and no
+     * `Stream` runs per connection. Every byte — opening, replay, live, end — is written by the
+     * central writer straight to the raw response, replay at the socket's pace.
+     */
+    const nodeResponse = (subscribeOptions: EventBus.SubscribeOptions, opening: string, res: Http.ServerResponse) =>
+      Effect.gen(function*() {
         const result = yield* Effect.either(bus.subscribe(subscribeOptions))
-        if (Either.isLeft(result)) return unavailableBody(opening)
+        if (Either.isLeft(result)) return closingResponse("unavailable")
         const subscription = result.right
         const sub = subscriberOf(subscription)
-        const conn = writer.attach(sub, res, expiry(Date.now()))
-        yield* Effect.addFinalizer(() => Effect.sync(() => conn.detach()))
+        const conn = writer.attach(sub, res, expiry(Date.now()), [
+          Buffer.from(opening + resetFrame(subscription.outcome), "utf8"),
+          ...replayChunks(subscription.replay)
+        ])
+        let started = false
+        const body: Readable = new Readable({
+          read() {
+            // First read: the server has written the head and piped this body; start writing.
+            if (started) return
+            started = true
+            writer.goLive(conn, (final) => {
+              if (final.byteLength > 0 && !res.writableEnded && !res.destroyed) res.write(final)
+              body.push(null)
+            })
+          }
+        })
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            conn.detach()
+            if (!body.destroyed) body.destroy()
+          })
+        )
         if (draining) {
           conn.closeSocketOnFinish = true
           sub.end("shutdown")
         }
-        const first = Buffer.from(opening + resetFrame(subscription.outcome), "utf8")
-        const live = Effect.async<Uint8Array>((resume) => {
-          writer.goLive(conn, (final) => resume(Effect.succeed(final)))
-          return Effect.sync(() => {
-            conn.onDone = undefined
-          })
-        })
-        return Stream.concat(
-          Stream.fromIterable([first, ...replayChunks(subscription.replay)]),
-          Stream.filter(Stream.fromEffect(live), (bytes) => bytes.byteLength > 0)
-        )
-      }))
+        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
+      })
 
     const portableBody = (subscribeOptions: EventBus.SubscribeOptions, opening: string) =>
       Stream.unwrapScoped(Effect.gen(function*() {

@@ -21,6 +21,7 @@ export const endFrame = (reason: string): Uint8Array =>
 export class Connection {
   live = false
   dirty = false
+  backlogIndex = 0
   detached = false
   lastWrite: number
   lastProgress: number
@@ -36,7 +37,9 @@ export class Connection {
     readonly sub: Subscriber,
     readonly res: Http.ServerResponse,
     readonly expiresAt: number | undefined,
-    now: number
+    now: number,
+    /** Bytes to write before live events: the opening, a reset, the replay (in about 64 KiB chunks). */
+    public backlog: ReadonlyArray<Uint8Array>
   ) {
     this.lastWrite = now
     this.lastProgress = now
@@ -83,13 +86,21 @@ export class Writer {
     }
   ) {}
 
-  attach(sub: Subscriber, res: Http.ServerResponse, expiresAt: number | undefined): Connection {
-    const conn = new Connection(this, sub, res, expiresAt, Date.now())
+  attach(
+    sub: Subscriber,
+    res: Http.ServerResponse,
+    expiresAt: number | undefined,
+    backlog: ReadonlyArray<Uint8Array>
+  ): Connection {
+    const conn = new Connection(this, sub, res, expiresAt, Date.now(), backlog)
     this.connections.add(conn)
     return conn
   }
 
-  /** Switches a connection to direct writes: from now on the fan-out marks it dirty, never a fiber. */
+  /**
+   * Starts writing a connection: its backlog first, at the socket's pace, then live events. From now
+   * on the fan-out marks it dirty; no fiber runs per event.
+   */
   goLive(conn: Connection, onDone: (final: Uint8Array) => void): void {
     if (conn.detached) return
     conn.onDone = onDone
@@ -167,6 +178,17 @@ export class Writer {
     const res = conn.res
     const sub = conn.sub
     if (res.writableNeedDrain || res.destroyed || res.writableEnded) return
+    if (conn.backlog.length > 0) {
+      const backlog = conn.backlog
+      while (conn.backlogIndex < backlog.length) {
+        const writable = res.write(backlog[conn.backlogIndex++]!)
+        conn.lastWrite = now
+        conn.lastProgress = now
+        if (!writable) break
+      }
+      if (conn.backlogIndex < backlog.length) return // 'drain' marks it dirty again
+      conn.backlog = []
+    }
     if (sub.buffer.length > 0) {
       res.write(this.encode(sub.take()))
       conn.lastWrite = now
