@@ -18,6 +18,7 @@ const EVENTS = 10_000
 const CLIENTS = 5
 const BURST = 150 // > maxEvents: every connected client overflows
 const PER_CONNECTION = 100
+const PUBLISH_MILLIS = 12_000
 
 interface EventSourceLike {
   addEventListener(type: string, listener: (event: any) => void): void
@@ -66,12 +67,14 @@ const run = (name: string, makeClient: (url: string) => EventSourceLike) =>
     }
     yield* waitFor("every client to open", () => clients.every((c) => c.opens >= 1), 10_000)
 
-    // 10,000 events over ~12 s: batches of 3-9 every ~10 ms, and a burst of 150 every 40 batches.
+    // 10,000 events over ~12 s of wall-clock time (whatever the timers' lateness): a batch every ~10 ms
+    // sized to keep pace, and a burst of 150 every 40 batches.
     const started = Date.now()
     let next = 1
     let batches = 0
     while (next <= EVENTS) {
-      const size = Math.min(EVENTS - next + 1, ++batches % 40 === 0 ? BURST : 3 + Math.floor(Math.random() * 7))
+      const due = Math.ceil((EVENTS * (Date.now() - started)) / PUBLISH_MILLIS)
+      const size = Math.min(EVENTS - next + 1, Math.max(1, due - next + 1, ++batches % 40 === 0 ? BURST : 0))
       const inputs: Array<Event.EventInput> = []
       for (let i = 0; i < size; i++) inputs.push({ topic: "load", data: String(next++) })
       yield* bus.publishAll(inputs)
