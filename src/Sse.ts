@@ -1,7 +1,8 @@
 /**
  * The Server-Sent Events encoder. Every byte sluice writes to an SSE stream comes from here.
  *
- * Guarantees: output never contains a bare `\r` or a BOM; `data` containing CR, LF or CRLF is split
+ * Guarantees: output never contains a bare `\r` and never starts with a BOM (a U+FEFF inside `data`
+ * is sent as is: parsers only strip one at the very start of a stream); `data` containing CR, LF or CRLF is split
  * into one `data:` line per line, so it round-trips through a spec parser (CR and CRLF arrive as LF);
  * `id` and `event` values never contain control characters, so a value can never forge a field.
  *

@@ -288,6 +288,57 @@ describe("EventBus", () => {
         assert.strictEqual(stats.delivered, 30_000)
       }))
 
+    it.scoped("takeAll hands over the replay, then everything buffered, then done once ended and drained", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const [first] = yield* bus.publishAll(inputs(2))
+        const sub = yield* bus.subscribe({ after: first!.id, maxEvents: 3 })
+        const waiting = yield* Effect.fork(Effect.zip(sub.takeAll, sub.takeAll))
+        yield* settle
+        yield* bus.publishAll(inputs(2, "t", 2))
+        const [replay, live] = yield* Fiber.join(waiting)
+        assert.deepStrictEqual(Chunk.toArray(replay[0]).map((e) => e.data), ["e1"])
+        assert.isFalse(replay[1])
+        assert.deepStrictEqual(Chunk.toArray(live[0]).map((e) => e.data), ["e2", "e3"])
+        assert.isFalse(live[1])
+        // Four more into a buffer of three: the fourth overflows it; the three it holds still come out.
+        yield* bus.publishAll(inputs(4, "t", 4))
+        const [held, done] = yield* sub.takeAll
+        assert.deepStrictEqual(Chunk.toArray(held).map((e) => e.data), ["e4", "e5", "e6"])
+        assert.isTrue(done)
+        assert.strictEqual(yield* sub.ended, "overflow")
+        const [after, stillDone] = yield* sub.takeAll
+        assert.strictEqual(Chunk.size(after), 0)
+        assert.isTrue(stillDone)
+      }))
+
+    it.scoped("takeAll across 100 subscribers × 10,000 events delivers every event in log order", () =>
+      Effect.gen(function*() {
+        const { bus, log } = yield* makeBus({ maxEvents: 10_000, log: { maxEvents: 20_000 } })
+        const subs = yield* Effect.forEach(range(1, 100), () => bus.subscribe())
+        const drain = (sub: EventBus.Subscription) =>
+          Effect.gen(function*() {
+            const got: Array<Event.Event> = []
+            while (got.length < 10_000) {
+              const [chunk] = yield* sub.takeAll
+              for (const e of chunk) got.push(e)
+            }
+            return got
+          })
+        const consumers = yield* Effect.forEach(subs, (sub) => Effect.fork(drain(sub)))
+        for (let i = 0; i < 10_000; i += 64) {
+          yield* bus.publishAll(inputs(Math.min(64, 10_000 - i), "t", i))
+          yield* Effect.yieldNow()
+        }
+        const logged = yield* readLog(log)
+        for (const consumer of consumers) {
+          const received = yield* Fiber.join(consumer)
+          assert.strictEqual(received.length, 10_000)
+          assert.isTrue(received.every((e, i) => e === logged[i]), "same events, same order")
+        }
+        assert.strictEqual((yield* bus.stats).ends.overflow, 0)
+      }))
+
     it.scoped("filtered-out events never occupy a buffer (topics, prefixes and the filter predicate)", () =>
       Effect.gen(function*() {
         const { bus } = yield* makeBus()
