@@ -224,12 +224,19 @@ export class Hub {
     metrics.resumes.unsafeUpdate(1, resumeLabels[outcome])
   }
 
+  /** Plain counting on the hot path; the Effect counter catches up in `syncGauges` (sweep, stats). */
   countDelivered(n: number): void {
     this.delivered += n
-    metrics.delivered.unsafeUpdate(n, NO_LABELS)
   }
 
+  private reportedDelivered = 0
+
   syncGauges(): void {
+    const delivered = this.delivered - this.reportedDelivered
+    if (delivered > 0) {
+      this.reportedDelivered = this.delivered
+      metrics.delivered.unsafeUpdate(delivered, NO_LABELS)
+    }
     metrics.bufferedEvents.unsafeUpdate(this.bufferedEvents, NO_LABELS)
     metrics.bufferedBytes.unsafeUpdate(this.bufferedBytes, NO_LABELS)
     metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)

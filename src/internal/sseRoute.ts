@@ -338,7 +338,8 @@ export const make = (
         sse: { connections: writer.connections.size + portable.size, draining }
       }, { headers: { "cache-control": "no-store" } }))
 
-    const metrics = Effect.map(renderAll, (text) =>
+    // Reading the stats first brings the bus's gauges and counters up to date.
+    const metrics = Effect.map(Effect.zipRight(bus.stats, renderAll), (text) =>
       HttpServerResponse.text(text, {
         contentType: "text/plain; version=0.0.4; charset=utf-8",
         headers: { "cache-control": "no-store" }
