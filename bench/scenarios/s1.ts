@@ -1,0 +1,64 @@
+/**
+ * S1: in-process fan-out (bench/inproc.ts in its own process), sluice through the Effect API vs an
+ * EventEmitter feeding per-listener arrays drained in a microtask, interleaved per N.
+ */
+import { type Ctx, interleave, makeRow, type Row, SERVER_CPU } from "../lib/harness.js"
+import { spawnChild } from "../lib/ipc.js"
+import { human } from "../lib/stats.js"
+
+export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
+  const ns = [1, 10, 100, 1000]
+  const deliveries = ctx.smoke ? 100_000 : 4_000_000
+  // The brief's shape (publishAll of 64, yield after each) and a larger yield interval that shows
+  // how much of the cost is the per-batch consumer wake.
+  const shapes = ctx.smoke
+    ? [{ batch: 64, yieldEvery: 64 }]
+    : [{ batch: 64, yieldEvery: 64 }, { batch: 64, yieldEvery: 1024 }]
+  const child = await spawnChild("inproc", "inproc.ts", {}, { cpu: ctx.pin ? SERVER_CPU : undefined })
+  const rows: Array<Row> = []
+  try {
+    for (const shape of shapes) {
+      for (const n of ns) {
+        // N = 1 is publish-bound (about 5 µs per event for sluice): fewer events keep it short.
+        const events = Math.max(shape.yieldEvery, Math.round(Math.min(deliveries / n, deliveries / 4)))
+        const run = (impl: "sluice" | "emitter", scale = 1, profile?: string) =>
+          child.call<{ rate: number; file?: string }>(
+            "run",
+            {
+              impl,
+              n,
+              events: Math.max(shape.yieldEvery, Math.round(events * scale)),
+              ...shape,
+              ...(profile === undefined ? {} : { profile })
+            },
+            300_000
+          )
+        // Warm-up at 10 % of the size, outside the timing.
+        await run("sluice", 0.1)
+        await run("emitter", 0.1)
+        const reps = await interleave(
+          ctx,
+          `S1 N=${n} batch=${shape.batch} yieldEvery=${shape.yieldEvery}`,
+          ["sluice", "emitter"] as const,
+          (impl, round) =>
+            run(impl, 1, ctx.prof && round === ctx.rounds - 1 ? `S1-N${n}-y${shape.yieldEvery}-${impl}` : undefined),
+          (r) => `${human(r.rate)} deliveries/s${r.file === undefined ? "" : ` (profile ${r.file})`}`
+        )
+        rows.push(makeRow(ctx, {
+          scenario: "S1",
+          params: { n, events, ...shape },
+          metric: "deliveries/s",
+          better: "higher",
+          baselineName: "EventEmitter + array, microtask drain",
+          sluice: reps.sluice.map((r) => r.rate),
+          baseline: reps.emitter.map((r) => r.rate),
+          goal: n === 100 ? ">= 0.5x" : undefined,
+          check: n === 100 ? (r) => r.ratio >= 0.5 : undefined
+        }))
+      }
+    }
+  } finally {
+    await child.stop()
+  }
+  return rows
+}

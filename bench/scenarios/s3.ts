@@ -1,0 +1,132 @@
+/**
+ * S3: SSE saturation through the real route. The server publishes batches of 16 events as fast as
+ * the slowest connection allows (each batch waits until nothing is buffered and no socket waits for
+ * 'drain'; the raw server is paced the same way). Delivered events/s = client-counted events over the
+ * span from the first to the last receive, asserted exact.
+ */
+import {
+  checkDelivery,
+  type Ctx,
+  expectAll,
+  failures,
+  interleave,
+  makeRow,
+  openStreams,
+  profiled,
+  resetAll,
+  type Rig,
+  type Row,
+  SHARED,
+  waitConnections
+} from "../lib/harness.js"
+import { human, sig, sum } from "../lib/stats.js"
+
+const BATCH = 16
+const SIZE = 70
+
+interface Rep {
+  readonly rate: number
+  /** Server CPU ms per 1 M deliveries. */
+  readonly serverCpuPerM: number
+  /** Wall ms inside the synchronous publish call (sluice: validation, log append, fan-out) per 1 M deliveries. */
+  readonly publishPerM: number
+  /** Load-generator CPU time / wall time over the measured span (1.0 = one core busy). */
+  readonly clientCpu: number
+  readonly error?: string | undefined
+}
+
+/** The headline scenario and the noisiest: five rounds unless `--rounds` says otherwise (or smoke). */
+const ROUNDS = (ctx: Ctx) => (ctx.smoke || process.argv.includes("--rounds") ? ctx.rounds : 5)
+
+const clientProcesses = (k: number) => (k >= 1000 ? 2 : 1)
+
+/** One measured saturation run on a rig whose `k` streams are open; the first round warms up. */
+const rep = async (ctx: Ctx, name: string, rig: Rig, k: number, events: number, warmUp: boolean): Promise<Rep> => {
+  const { clients, server } = rig
+  if (warmUp) {
+    // 10 % of the events (at least 10 batches), delivered and checked, outside the timing.
+    const warm = Math.max(BATCH * 10, Math.round(events / 10 / BATCH) * BATCH)
+    await resetAll(clients)
+    await Promise.all([
+      expectAll(clients, warm, 120_000),
+      server.call("saturate", { events: warm, batch: BATCH, size: SIZE }, 120_000)
+    ])
+    const warmError = await checkDelivery(clients, k, warm, 50)
+    if (warmError !== undefined) {
+      return { rate: Number.NaN, serverCpuPerM: Number.NaN, publishPerM: Number.NaN, clientCpu: 0, error: warmError }
+    }
+  }
+  await resetAll(clients)
+  const [results, sat] = await profiled(ctx, server, name, () =>
+    Promise.all([
+      expectAll(clients, events, 300_000),
+      server.call<{ cpuMs: number; ms: number; publishMs: number }>("saturate", { events, batch: BATCH, size: SIZE }, 300_000)
+    ]))
+  const error = await checkDelivery(clients, k, events)
+  const first = Math.min(...results.map((r) => r.tFirst ?? Infinity))
+  const last = Math.max(...results.map((r) => r.tLast ?? -Infinity))
+  const deliveries = events * k
+  return {
+    rate: error === undefined ? (deliveries / (last - first)) * 1000 : Number.NaN,
+    serverCpuPerM: (sat.cpuMs / deliveries) * 1e6,
+    publishPerM: (sat.publishMs / deliveries) * 1e6,
+    clientCpu: sum(results.map((r) => r.cpuMs)) / Math.max(...results.map((r) => r.wallMs)),
+    error
+  }
+}
+
+export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
+  const ks = ctx.smoke ? [1, 10, 100] : [1, 100, 1000, 5000]
+  const deliveries = ctx.smoke ? 40_000 : 3_000_000
+  const rows: Array<Row> = []
+  for (const k of ks) {
+    // Small K is bounded by the publish path, not the sockets: fewer events keep it to seconds.
+    const events = Math.max(BATCH * 20, Math.round(Math.min(deliveries / k, deliveries / 10) / BATCH) * BATCH)
+    const rigs = await ctx.pool.get(ctx, SHARED, clientProcesses(k))
+    for (const rig of [rigs.sluice, rigs.raw]) {
+      const clients = rig.clients.slice(0, clientProcesses(k))
+      await openStreams(clients, k)
+      await waitConnections(rig.server, k)
+    }
+    const use = (rig: Rig): Rig => ({ server: rig.server, clients: rig.clients.slice(0, clientProcesses(k)) })
+    const reps = await interleave(
+      ctx,
+      `S3 K=${k}`,
+      ["sluice", "raw"] as const,
+      (mode, round) => rep(ctx, `S3-K${k}-${mode}-r${round + 1}`, use(rigs[mode]), k, events, round === 0),
+      (r) =>
+        r.error ??
+          `${human(r.rate)} ev/s, server ${sig(r.serverCpuPerM)} ms CPU/M (publish call ${sig(r.publishPerM)} ms/M), ` +
+            `client CPU ${sig(r.clientCpu, 2)}`,
+      ROUNDS(ctx)
+    )
+    const errors = failures(ctx, `S3 K=${k}`, reps)
+    // The load generators share one core: above ~80 % of it they, not the server, may set the pace.
+    const clientBound = reps.raw.some((r) => r.clientCpu > 0.8)
+    rows.push(makeRow(ctx, {
+      scenario: "S3",
+      params: { k, events, batch: BATCH, frameBytes: "~110", clientProcesses: clientProcesses(k) },
+      metric: "delivered events/s",
+      better: "higher",
+      baselineName: "raw coalescing node:http",
+      sluice: reps.sluice.map((r) => r.rate),
+      baseline: reps.raw.map((r) => r.rate),
+      goal: k === 1000 ? ">= 1.0x raw" : undefined,
+      check: k === 1000 ? (r) => r.ratio >= 1.0 : undefined,
+      extra: {
+        serverCpuMsPerMDeliveries: {
+          sluice: reps.sluice.map((r) => sig(r.serverCpuPerM)),
+          raw: reps.raw.map((r) => sig(r.serverCpuPerM))
+        },
+        publishCallMsPerMDeliveries: {
+          sluice: reps.sluice.map((r) => sig(r.publishPerM)),
+          raw: reps.raw.map((r) => sig(r.publishPerM))
+        },
+        clientCpu: { sluice: reps.sluice.map((r) => sig(r.clientCpu, 2)), raw: reps.raw.map((r) => sig(r.clientCpu, 2)) },
+        clientBound,
+        ...(errors.length > 0 ? { errors } : {})
+      }
+    }))
+  }
+  return rows
+}

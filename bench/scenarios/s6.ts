@@ -1,0 +1,160 @@
+/**
+ * S6: one stalled client (a raw socket that sends the GET and never reads) among K live streams at
+ * a fixed rate, against the same run without it, on one sluice server. Reports the live streams'
+ * latency with/without, when the stalled one was ended (overflow or stalled) and destroyed, and the
+ * peak memory held for it (its bus buffer plus the socket's userland write buffer, sampled every
+ * 100 ms) against its cap. The rate keeps the server well below saturation: on this machine one
+ * socket write costs ~15-20 µs, so 1,000 streams at 100 events/s would already fill a core.
+ */
+import {
+  checkDelivery,
+  type Ctx,
+  expectAll,
+  failures,
+  interleave,
+  latencyAll,
+  makeRow,
+  openStreams,
+  profiled,
+  resetAll,
+  type Rig,
+  type Row,
+  waitConnections,
+  withRigs
+} from "../lib/harness.js"
+import { quantile, sig } from "../lib/stats.js"
+
+const PATH = "/events?topic=bench"
+const STALLED_PATH = "/events?topic=bench&topic=bulk"
+/** The bus's default per-subscriber byte cap (the route keeps it). */
+const MAX_BYTES = 1024 * 1024
+/** Slack for the socket's own userland buffer: the 16 KiB high-water mark plus the write that crossed it. */
+const SOCKET_SLACK = 64 * 1024
+
+interface Sample {
+  readonly maxStalledWritable: number
+  readonly maxBacklogBytes: number
+  /** The largest single subscriber buffer seen (bus byte accounting): the stalled one's. */
+  readonly maxSubscriberBytes: number
+  readonly maxHeapUsed: number
+  readonly endedAfterMs?: number
+  readonly closedAfterMs?: number
+  readonly ended_overflow?: number
+  readonly ended_stalled?: number
+}
+
+interface Rep {
+  readonly p50: number
+  readonly p99: number
+  readonly sample: Sample
+  readonly heapAfterGc: number
+  readonly error?: string | undefined
+}
+
+export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
+  // The live streams follow `bench` at a fixed rate. The stalled client also follows `bulk`, large
+  // events nobody else reads (published in both variants), so that it fills the kernel's socket
+  // buffers (~4 MB here) and its own cap within the run instead of after minutes.
+  const p = ctx.smoke
+    ? { k: 50, perSec: 100, size: 70, bulkPerSec: 200, bulkSize: 8192, durationMs: 6_000, stallTimeoutMs: 1_000, writeDeadlineMs: 1_000 }
+    : { k: 1000, perSec: 20, size: 70, bulkPerSec: 100, bulkSize: 8192, durationMs: 20_000, stallTimeoutMs: 5_000, writeDeadlineMs: 3_000 }
+  const events = Math.round((p.durationMs / 1000) * p.perSec)
+  const sampleEvery = Math.max(1, Math.round(p.k / 100))
+  const config = { mode: "sluice", route: { stallTimeoutMs: p.stallTimeoutMs, writeDeadlineMs: p.writeDeadlineMs } }
+  const publish = (server: Rig["server"], durationMs: number) =>
+    Promise.all([
+      server.call("rate", { perSec: p.perSec, durationMs, size: p.size }, durationMs + 60_000),
+      server.call("rate", { perSec: p.bulkPerSec, durationMs, size: p.bulkSize, topic: "bulk" }, durationMs + 60_000)
+    ])
+
+  const rep = async (ctx: Ctx, name: string, rig: Rig, stalled: boolean): Promise<Rep> => {
+    const { clients, server } = rig
+    if (stalled) {
+      await clients[0]!.call("stall", { path: STALLED_PATH })
+      await waitConnections(server, p.k + 1)
+    }
+    await resetAll(clients)
+    await server.call("sampleStart", { everyMs: 100 })
+    await profiled(ctx, server, name, () => Promise.all([expectAll(clients, events, p.durationMs + 60_000), publish(server, p.durationMs)]))
+    // The stalled stream must have been ended and destroyed (write deadline) by now; wait a little
+    // if not, so that the next round starts clean.
+    if (stalled) await waitConnections(server, p.k, p.writeDeadlineMs + p.stallTimeoutMs + 10_000).catch(() => {})
+    const sample = await server.call<Sample>("sampleStop")
+    const error = await checkDelivery(clients, p.k, events)
+    const samples = await latencyAll(clients)
+    const memory = await server.call<{ heapUsed: number }>("memory")
+    return { p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), sample, heapAfterGc: memory.heapUsed, error }
+  }
+
+  const reps = await withRigs(ctx, { sluice: config }, 1, async ({ sluice }) => {
+    await openStreams(sluice.clients, p.k, { path: PATH, sampleEvery })
+    await waitConnections(sluice.server, p.k)
+    // Warm-up: two seconds of the same load.
+    await resetAll(sluice.clients)
+    await Promise.all([expectAll(sluice.clients, p.perSec * 2, 60_000), publish(sluice.server, 2_000)])
+    return interleave(
+      ctx,
+      `S6 K=${p.k} ${p.perSec}/s`,
+      ["stalled", "clean"] as const,
+      (variant, round) => rep(ctx, `S6-${variant}-r${round + 1}`, sluice, variant === "stalled"),
+      (r) =>
+        r.error ??
+          `p50 ${sig(r.p50)} ms, p99 ${sig(r.p99)} ms; stalled ended after ${sig(r.sample.endedAfterMs ?? NaN)} ms ` +
+            `(overflow ${r.sample.ended_overflow ?? 0}, stalled ${r.sample.ended_stalled ?? 0}), closed after ` +
+            `${sig(r.sample.closedAfterMs ?? NaN)} ms, peak held ${r.sample.maxSubscriberBytes} B buffered + ` +
+            `${r.sample.maxStalledWritable} B in the socket`
+    )
+  })
+  const errors = failures(ctx, "S6", reps)
+  const held = reps.stalled.map((r) => r.sample.maxSubscriberBytes + r.sample.maxStalledWritable)
+  const cap = MAX_BYTES + SOCKET_SLACK
+  const allEnded = reps.stalled.every((r) => r.sample.endedAfterMs !== undefined && r.sample.closedAfterMs !== undefined)
+  const params = { ...p }
+  const extra = {
+    stalledEndedAfterMs: reps.stalled.map((r) => r.sample.endedAfterMs ?? null),
+    stalledEndReason: reps.stalled.map((r) =>
+      r.sample.ended_overflow !== undefined ? "overflow" : r.sample.ended_stalled !== undefined ? "stalled" : "not ended"
+    ),
+    stalledDestroyedAfterMs: reps.stalled.map((r) => r.sample.closedAfterMs ?? null),
+    stalledPeakBuffered: reps.stalled.map((r) => r.sample.maxSubscriberBytes),
+    stalledPeakSocketWritable: reps.stalled.map((r) => r.sample.maxStalledWritable),
+    busWidePeakBuffered: { stalled: reps.stalled.map((r) => r.sample.maxBacklogBytes), clean: reps.clean.map((r) => r.sample.maxBacklogBytes) },
+    peakHeapUsed: { stalled: reps.stalled.map((r) => r.sample.maxHeapUsed), clean: reps.clean.map((r) => r.sample.maxHeapUsed) },
+    heapAfterGc: { stalled: reps.stalled.map((r) => r.heapAfterGc), clean: reps.clean.map((r) => r.heapAfterGc) },
+    ...(errors.length > 0 ? { errors } : {})
+  }
+  return [
+    makeRow(ctx, {
+      scenario: "S6",
+      params,
+      metric: "live streams' p99 latency ms",
+      better: "lower",
+      baselineName: "same run without the stalled client",
+      sluice: reps.stalled.map((r) => r.p99),
+      baseline: reps.clean.map((r) => r.p99),
+      goal: "within 20 % (ratio <= 1.2)",
+      check: (r) => r.ratio <= 1.2,
+      extra
+    }),
+    makeRow(ctx, {
+      scenario: "S6",
+      params,
+      metric: "live streams' p50 latency ms",
+      better: "lower",
+      baselineName: "same run without the stalled client",
+      sluice: reps.stalled.map((r) => r.p50),
+      baseline: reps.clean.map((r) => r.p50)
+    }),
+    makeRow(ctx, {
+      scenario: "S6",
+      params,
+      metric: "peak bytes held for the stalled client",
+      better: "lower",
+      baselineName: "its cap (maxBytes + 64 KiB socket slack)",
+      sluice: held,
+      baseline: held.map(() => cap),
+      goal: "ended (overflow/stalled) and destroyed; peak <= cap",
+      check: (r) => allEnded && r.sluice <= cap
+    })
+  ]
+}
