@@ -271,23 +271,42 @@ const target = config.mode === "raw"
   ? await startPlatform()
   : await startSluice()
 
-const noSocketNeedsDrain = (): boolean => {
+/** A response (other than the stalled client's) whose socket waits for 'drain', if any. */
+const blockedResponse = (): Http.ServerResponse | undefined => {
   for (const res of responses) {
-    if (res.writableNeedDrain && res !== stalled?.res) return false
+    if (res.writableNeedDrain && res !== stalled?.res) return res
   }
-  return true
+  return undefined
 }
 
-/** Resolves once everything published has been handed to a socket and no socket waits for 'drain'. */
-const caughtUp = () =>
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+const drained = (res: Http.ServerResponse) =>
   new Promise<void>((resolve) => {
-    const check = () => {
-      // Sockets first: the sluice backlog comes from `bus.stats` (microseconds), the sockets are a loop.
-      if (noSocketNeedsDrain() && target.backlogEvents() === 0) resolve()
-      else setImmediate(check)
+    const done = () => {
+      res.off("drain", done)
+      res.off("close", done)
+      resolve()
     }
-    setImmediate(check)
+    res.on("drain", done)
+    res.on("close", done)
   })
+
+/**
+ * Resolves once everything published has been handed to a socket and no socket waits for 'drain'.
+ * It sleeps on 'drain' instead of polling, so the server's CPU time counts only real work.
+ */
+const caughtUp = async (): Promise<void> => {
+  for (;;) {
+    await nextTick() // the writers flush on setImmediate
+    const blocked = blockedResponse()
+    if (blocked !== undefined) {
+      await drained(blocked)
+      continue
+    }
+    if (target.backlogEvents() === 0) return
+  }
+}
 
 const batchOf = (n: number, size: number): Array<string> => {
   const t = wallNow()

@@ -103,9 +103,10 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
     const errors = failures(ctx, `S3 K=${k}`, reps)
     // The load generators share one core: above ~80 % of it they, not the server, may set the pace.
     const clientBound = reps.raw.some((r) => r.clientCpu > 0.8)
+    const params = { k, events, batch: BATCH, frameBytes: "~110", clientProcesses: clientProcesses(k) }
     rows.push(makeRow(ctx, {
       scenario: "S3",
-      params: { k, events, batch: BATCH, frameBytes: "~110", clientProcesses: clientProcesses(k) },
+      params,
       metric: "delivered events/s",
       better: "higher",
       baselineName: "raw coalescing node:http",
@@ -126,6 +127,16 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
         clientBound,
         ...(errors.length > 0 ? { errors } : {})
       }
+    }))
+    // The server's CPU per delivery holds even when the load generators' core is the limit.
+    rows.push(makeRow(ctx, {
+      scenario: "S3",
+      params,
+      metric: "server CPU ms per 1M deliveries",
+      better: "lower",
+      baselineName: "raw coalescing node:http",
+      sluice: reps.sluice.map((r) => r.serverCpuPerM),
+      baseline: reps.raw.map((r) => r.serverCpuPerM)
     }))
   }
   return rows
