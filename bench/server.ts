@@ -333,7 +333,7 @@ const memory = async () => {
   return { heapUsed: m.heapUsed, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers, resources }
 }
 
-let sampler: { timer: NodeJS.Timeout; result: Record<string, number | undefined> } | undefined
+let sampler: { timer: NodeJS.Timeout; result: Record<string, number | undefined>; sample: () => void } | undefined
 
 serveIpc({
   info: () => ({
@@ -379,12 +379,15 @@ serveIpc({
     return { published: sent, ms: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000, publishMs }
   },
   /** Publishes `perSec` events per second (in batches of `batch`) for `durationMs`, on a drift-free clock. */
-  rate: async ({ batch = 1, durationMs, perSec, size, topic }: {
+  rate: async ({ batch = 1, durationMs, minDurationMs, perSec, size, topic, untilStalledClosed = false }: {
     perSec: number
     durationMs: number
     batch?: number
     size: number
     topic?: string
+    /** Stop early (after `minDurationMs`) once the stalled client's response has closed (S6). */
+    untilStalledClosed?: boolean
+    minDurationMs?: number
   }) => {
     const period = (1000 * batch) / perSec
     const count = Math.max(1, Math.round(durationMs / period))
@@ -393,6 +396,10 @@ serveIpc({
     let late = 0
     for (let i = 0; i < count; i++) {
       const due = t0 + i * period
+      if (untilStalledClosed && due - t0 >= (minDurationMs ?? 0) && stalled?.closedAt !== undefined) {
+        const cpu = process.cpuUsage(cpu0)
+        return { published: i * batch, maxLateMs: late, cpuMs: (cpu.user + cpu.system) / 1000 }
+      }
       await sleepUntil(due)
       late = Math.max(late, performance.now() - due)
       target.publish(batchOf(batch, size), topic)
@@ -444,11 +451,12 @@ serveIpc({
         }
       }
     }
-    sampler = { timer: setInterval(sample, everyMs), result }
+    sampler = { timer: setInterval(sample, everyMs), result, sample }
     return null
   },
   sampleStop: () => {
     if (sampler === undefined) return null
+    sampler.sample() // the latest state, e.g. a close that happened since the last tick
     clearInterval(sampler.timer)
     const result = sampler.result
     sampler = undefined
