@@ -125,6 +125,8 @@ const feed = (conn: Conn, input: Buffer): number => {
 
 let conns: Array<Conn> = []
 let latency: Array<number> = []
+/** Receive time (wall ms) of each latency sample. */
+let latencyAt: Array<number> = []
 let tFirst: number | undefined
 let cpu0 = process.cpuUsage()
 let wall0 = performance.now()
@@ -162,7 +164,11 @@ const onData = (conn: Conn, chunk: Buffer): void => {
     if (tFirst === undefined) tFirst = wallNow()
     if (conn.sampled) {
       const t = parseT(chunk)
-      if (t !== undefined) latency.push(wallNow() - t)
+      if (t !== undefined) {
+        const now = wallNow()
+        latency.push(now - t)
+        latencyAt.push(now)
+      }
     }
     if (goal !== undefined && !conn.reached && conn.frames - conn.base >= goal.perConn) {
       conn.reached = true
@@ -281,6 +287,7 @@ serveIpc({
       c.reached = false
     }
     latency = []
+    latencyAt = []
     tFirst = undefined
     cpu0 = process.cpuUsage()
     wall0 = performance.now()
@@ -306,6 +313,8 @@ serveIpc({
   counts,
   /** Latency samples (ms) since the reset. */
   latency: () => latency,
+  /** Latency samples (ms) since the reset with their receive times (wall ms). */
+  latencyTimeline: () => ({ at: latencyAt, ms: latency }),
   /** A raw socket that sends the GET and never reads (S6). */
   stall: ({ path }: { path: string }) =>
     new Promise((resolve, reject) => {

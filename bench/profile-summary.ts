@@ -111,4 +111,20 @@ if (focus !== undefined) {
     }
   }
   for (const [k, us] of [...callees].sort((x, y) => y[1] - x[1]).slice(0, top)) console.log(`  ${pct(us)}  ${k}`)
+  // Who calls it: the focused nodes' inclusive time by caller chain (three frames up).
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const callers = new Map<string, number>()
+  for (const n of matched) {
+    const chain: Array<string> = []
+    let id = parent.get(n.id)
+    while (id !== undefined && chain.length < 3) {
+      chain.push(label(byId.get(id)!))
+      id = parent.get(id)
+    }
+    const key = chain.join("  <-  ")
+    callers.set(key, (callers.get(key) ?? 0) + inclusive.get(n.id)!)
+  }
+  console.log(`callers of "${focus}":`)
+  for (const [k, us] of [...callers].sort((x, y) => y[1] - x[1]).slice(0, 8)) console.log(`  ${pct(us)}  ${k}`)
 }

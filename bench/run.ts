@@ -49,6 +49,7 @@ const ctx: Ctx = {
   smoke,
   // Smoke checks that everything runs and delivers: one round unless asked otherwise.
   rounds: Number(option("--rounds") ?? (smoke ? 1 : 3)),
+  roundsGiven: option("--rounds") !== undefined,
   pin,
   prof: flag("--prof"),
   heap: flag("--heap"),

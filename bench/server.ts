@@ -333,7 +333,13 @@ const memory = async () => {
   return { heapUsed: m.heapUsed, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers, resources }
 }
 
-let sampler: { timer: NodeJS.Timeout; result: Record<string, number | undefined>; sample: () => void } | undefined
+let sampler: {
+  timer: NodeJS.Timeout
+  result: Record<string, number | undefined>
+  sample: () => void
+  /** Wall ms at the start. */
+  t0: number
+} | undefined
 
 serveIpc({
   info: () => ({
@@ -451,7 +457,7 @@ serveIpc({
         }
       }
     }
-    sampler = { timer: setInterval(sample, everyMs), result, sample }
+    sampler = { timer: setInterval(sample, everyMs), result, sample, t0 }
     return null
   },
   sampleStop: () => {
@@ -459,8 +465,14 @@ serveIpc({
     sampler.sample() // the latest state, e.g. a close that happened since the last tick
     clearInterval(sampler.timer)
     const result = sampler.result
+    const t0 = sampler.t0
     sampler = undefined
-    return { ...result, stalledOpen: stalled !== undefined && stalled.closedAt === undefined, ends: target.ends() }
+    return {
+      ...result,
+      t0,
+      stalledOpen: stalled !== undefined && stalled.closedAt === undefined,
+      ends: target.ends()
+    }
   },
   /** Writes a heap snapshot to .bench-out/prof/<name>.heapsnapshot (after GC); returns the path. */
   heapSnapshot: async ({ name }: { name: string }) => {

@@ -2,13 +2,15 @@
  * The driver's toolkit: child processes for the server and the load generators (pinned to
  * different cores when possible), interleaved A/B rounds, and result rows.
  */
-import type { Env } from "./env.js"
+import { type Env, stealMeter } from "./env.js"
 import { type Child, spawnChild } from "./ipc.js"
 import { max, median, min, sig } from "./stats.js"
 
 export interface Ctx {
   readonly smoke: boolean
   readonly rounds: number
+  /** Whether `--rounds` was given (then every scenario uses it as is). */
+  readonly roundsGiven: boolean
   readonly pin: boolean
   /** Profile the server during measured phases (.bench-out/prof/<scenario>-<mode>-<round>.cpuprofile). */
   readonly prof: boolean
@@ -237,13 +239,17 @@ export const interleave = async <V extends string, A>(
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? variants : [...variants].reverse()
     for (const v of order) {
+      const steal = stealMeter()
       const a = await run(v, round)
       out[v].push(a)
-      ctx.log(`${label} round ${round + 1}/${rounds} ${v}: ${describe(a)}`)
+      ctx.log(`${label} round ${round + 1}/${rounds} ${v}: ${describe(a)} [host steal ${steal() ?? "?"} %]`)
     }
   }
   return out
 }
+
+/** Rounds for the noisiest ratios (S3 throughput, S6 latency): five unless `--rounds` was given or smoke. */
+export const noisyRounds = (ctx: Ctx): number => (ctx.smoke || ctx.roundsGiven ? ctx.rounds : Math.max(5, ctx.rounds))
 
 /** Records every failed delivery assertion of the reps (the run exits non-zero); returns the messages. */
 export const failures = <V extends string>(

@@ -11,6 +11,7 @@ import {
   failures,
   interleave,
   makeRow,
+  noisyRounds,
   openStreams,
   profiled,
   resetAll,
@@ -34,9 +35,6 @@ interface Rep {
   readonly clientCpu: number
   readonly error?: string | undefined
 }
-
-/** The headline scenario and the noisiest: five rounds unless `--rounds` says otherwise (or smoke). */
-const ROUNDS = (ctx: Ctx) => (ctx.smoke || process.argv.includes("--rounds") ? ctx.rounds : 5)
 
 const clientProcesses = (k: number) => (k >= 1000 ? 2 : 1)
 
@@ -98,7 +96,7 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
         r.error ??
           `${human(r.rate)} ev/s, server ${sig(r.serverCpuPerM)} ms CPU/M (publish call ${sig(r.publishPerM)} ms/M), ` +
             `client CPU ${sig(r.clientCpu, 2)}`,
-      ROUNDS(ctx)
+      noisyRounds(ctx)
     )
     const errors = failures(ctx, `S3 K=${k}`, reps)
     // The load generators share one core: above ~80 % of it they, not the server, may set the pace.

@@ -12,8 +12,8 @@ import {
   expectAll,
   failures,
   interleave,
-  latencyAll,
   makeRow,
+  noisyRounds,
   openStreams,
   profiled,
   resetAll,
@@ -22,9 +22,11 @@ import {
   waitConnections,
   withRigs
 } from "../lib/harness.js"
+import { stealMeter } from "../lib/env.js"
 import { quantile, sig } from "../lib/stats.js"
 
 const PATH = "/events?topic=bench"
+const BUCKET_MS = 2_000
 const STALLED_PATH = "/events?topic=bench&topic=bulk"
 /** The bus's default per-subscriber byte cap (the route keeps it). */
 const MAX_BYTES = 1024 * 1024
@@ -41,13 +43,19 @@ interface Sample {
   readonly closedAfterMs?: number
   readonly ended_overflow?: number
   readonly ended_stalled?: number
+  /** Wall ms at the start of the sampling. */
+  readonly t0: number
 }
 
 interface Rep {
   readonly p50: number
   readonly p99: number
+  /** The live streams' p99 per 2-second bucket of the run: when the latency moves. */
+  readonly p99Timeline: ReadonlyArray<number>
   readonly sample: Sample
   readonly heapAfterGc: number
+  /** Share of CPU time the hypervisor gave to other guests during the rep: latency follows it here. */
+  readonly stealPct: number | undefined
   readonly error?: string | undefined
 }
 
@@ -86,6 +94,7 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
       await waitConnections(server, p.k + 1)
     }
     await resetAll(clients)
+    const steal = stealMeter()
     await server.call("sampleStart", { everyMs: 100 })
     // The live streams are measured over the first `durationMs`; with the stalled client the bulk
     // topic goes on (bounded) until it has been ended and destroyed.
@@ -93,10 +102,24 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
       Promise.all([expectAll(clients, events, p.durationMs + BULK_GRACE_MS + 60_000), publish(server, p.durationMs, stalled)]))
     if (stalled) await waitConnections(server, p.k, p.writeDeadlineMs + p.stallTimeoutMs + 10_000).catch(() => {})
     const sample = await server.call<Sample>("sampleStop")
+    const stealPct = steal()
     const error = await checkDelivery(clients, p.k, events)
-    const samples = await latencyAll(clients)
+    const timelines = await Promise.all(clients.map((c) => c.call<{ at: Array<number>; ms: Array<number> }>("latencyTimeline")))
+    const samples = timelines.flatMap((t) => t.ms)
+    const buckets: Array<Array<number>> = Array.from({ length: Math.ceil(p.durationMs / BUCKET_MS) + 1 }, () => [])
+    for (const t of timelines) {
+      t.at.forEach((at, i) => buckets[Math.min(buckets.length - 1, Math.max(0, Math.floor((at - sample.t0) / BUCKET_MS)))]!.push(t.ms[i]!))
+    }
     const memory = await server.call<{ heapUsed: number }>("memory")
-    return { p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), sample, heapAfterGc: memory.heapUsed, error }
+    return {
+      p50: quantile(samples, 0.5),
+      p99: quantile(samples, 0.99),
+      p99Timeline: buckets.map((b) => sig(quantile(b, 0.99))),
+      sample,
+      heapAfterGc: memory.heapUsed,
+      stealPct,
+      error
+    }
   }
 
   const reps = await withRigs(ctx, { sluice: config }, 1, async ({ sluice }) => {
@@ -115,7 +138,8 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
           `p50 ${sig(r.p50)} ms, p99 ${sig(r.p99)} ms; stalled ended after ${sig(r.sample.endedAfterMs ?? NaN)} ms ` +
             `(overflow ${r.sample.ended_overflow ?? 0}, stalled ${r.sample.ended_stalled ?? 0}), closed after ` +
             `${sig(r.sample.closedAfterMs ?? NaN)} ms, peak held ${r.sample.maxSubscriberBytes} B buffered + ` +
-            `${r.sample.maxStalledWritable} B in the socket`
+            `${r.sample.maxStalledWritable} B in the socket; p99 per ${BUCKET_MS / 1000} s: ${r.p99Timeline.join(" ")}`,
+      noisyRounds(ctx)
     )
   })
   const errors = failures(ctx, "S6", reps)
@@ -130,6 +154,8 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
     ),
     stalledDestroyedAfterMs: reps.stalled.map((r) => r.sample.closedAfterMs ?? null),
     stalledPeakBuffered: reps.stalled.map((r) => r.sample.maxSubscriberBytes),
+    hostStealPct: { stalled: reps.stalled.map((r) => r.stealPct ?? null), clean: reps.clean.map((r) => r.stealPct ?? null) },
+    p99TimelineMs: { bucketMs: BUCKET_MS, stalled: reps.stalled.map((r) => r.p99Timeline), clean: reps.clean.map((r) => r.p99Timeline) },
     stalledPeakSocketWritable: reps.stalled.map((r) => r.sample.maxStalledWritable),
     busWidePeakBuffered: { stalled: reps.stalled.map((r) => r.sample.maxBacklogBytes), clean: reps.clean.map((r) => r.sample.maxBacklogBytes) },
     peakHeapUsed: { stalled: reps.stalled.map((r) => r.sample.maxHeapUsed), clean: reps.clean.map((r) => r.sample.maxHeapUsed) },
