@@ -9,6 +9,8 @@
  * Publishing happens here, on the driver's command, with the publish time embedded in `data`.
  */
 import * as Http from "node:http"
+import * as NodePerf from "node:perf_hooks"
+import { PerformanceObserver } from "node:perf_hooks"
 import { PassThrough } from "node:stream"
 import { childConfig, serveIpc, wallNow } from "./lib/ipc.js"
 import { startProfile, stopProfile, writeHeapSnapshot } from "./lib/profile.js"
@@ -339,6 +341,8 @@ let sampler: {
   sample: () => void
   /** Wall ms at the start. */
   t0: number
+  gcs: Array<{ at: number; ms: number; major: boolean }>
+  observer: PerformanceObserver
 } | undefined
 
 serveIpc({
@@ -457,19 +461,34 @@ serveIpc({
         }
       }
     }
-    sampler = { timer: setInterval(sample, everyMs), result, sample, t0 }
+    // GC pauses during the sampling: latency spikes on a busy heap line up with them.
+    const gcs: Array<{ at: number; ms: number; major: boolean }> = []
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind
+        gcs.push({ at: performance.timeOrigin + e.startTime - t0, ms: e.duration, major: kind === NodePerf.constants.NODE_PERFORMANCE_GC_MAJOR })
+      }
+    })
+    observer.observe({ entryTypes: ["gc"] })
+    sampler = { timer: setInterval(sample, everyMs), result, sample, t0, gcs, observer }
     return null
   },
   sampleStop: () => {
     if (sampler === undefined) return null
     sampler.sample() // the latest state, e.g. a close that happened since the last tick
     clearInterval(sampler.timer)
-    const result = sampler.result
-    const t0 = sampler.t0
+    const { gcs, observer, result, t0 } = sampler
+    observer.disconnect()
     sampler = undefined
+    const major = gcs.filter((g) => g.major)
     return {
       ...result,
       t0,
+      gcCount: gcs.length,
+      gcTotalMs: gcs.reduce((a, g) => a + g.ms, 0),
+      gcMaxMs: gcs.reduce((a, g) => Math.max(a, g.ms), 0),
+      /** Major (mark-compact) GCs: [ms since the start, pause ms]. */
+      gcMajor: major.map((g) => [Math.round(g.at), Math.round(g.ms * 10) / 10]),
       stalledOpen: stalled !== undefined && stalled.closedAt === undefined,
       ends: target.ends()
     }

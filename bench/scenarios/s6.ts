@@ -45,6 +45,11 @@ interface Sample {
   readonly ended_stalled?: number
   /** Wall ms at the start of the sampling. */
   readonly t0: number
+  readonly gcCount: number
+  readonly gcTotalMs: number
+  readonly gcMaxMs: number
+  /** Major GCs: [ms since the start, pause ms]. */
+  readonly gcMajor: ReadonlyArray<readonly [number, number]>
 }
 
 interface Rep {
@@ -138,7 +143,8 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
           `p50 ${sig(r.p50)} ms, p99 ${sig(r.p99)} ms; stalled ended after ${sig(r.sample.endedAfterMs ?? NaN)} ms ` +
             `(overflow ${r.sample.ended_overflow ?? 0}, stalled ${r.sample.ended_stalled ?? 0}), closed after ` +
             `${sig(r.sample.closedAfterMs ?? NaN)} ms, peak held ${r.sample.maxSubscriberBytes} B buffered + ` +
-            `${r.sample.maxStalledWritable} B in the socket; p99 per ${BUCKET_MS / 1000} s: ${r.p99Timeline.join(" ")}`,
+            `${r.sample.maxStalledWritable} B in the socket; p99 per ${BUCKET_MS / 1000} s: ${r.p99Timeline.join(" ")}; ` +
+            `GC ${r.sample.gcCount}x, max ${sig(r.sample.gcMaxMs)} ms, major at ${r.sample.gcMajor.map(([at, ms]) => `${sig(at / 1000, 2)} s (${ms} ms)`).join(", ")}`,
       noisyRounds(ctx)
     )
   })
@@ -154,6 +160,10 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
     ),
     stalledDestroyedAfterMs: reps.stalled.map((r) => r.sample.closedAfterMs ?? null),
     stalledPeakBuffered: reps.stalled.map((r) => r.sample.maxSubscriberBytes),
+    serverGc: {
+      stalled: reps.stalled.map((r) => ({ count: r.sample.gcCount, totalMs: sig(r.sample.gcTotalMs), maxMs: sig(r.sample.gcMaxMs), major: r.sample.gcMajor })),
+      clean: reps.clean.map((r) => ({ count: r.sample.gcCount, totalMs: sig(r.sample.gcTotalMs), maxMs: sig(r.sample.gcMaxMs), major: r.sample.gcMajor }))
+    },
     hostStealPct: { stalled: reps.stalled.map((r) => r.stealPct ?? null), clean: reps.clean.map((r) => r.stealPct ?? null) },
     p99TimelineMs: { bucketMs: BUCKET_MS, stalled: reps.stalled.map((r) => r.p99Timeline), clean: reps.clean.map((r) => r.p99Timeline) },
     stalledPeakSocketWritable: reps.stalled.map((r) => r.sample.maxStalledWritable),
