@@ -4,6 +4,8 @@
  * - sluice: `EventBus.layerMemory`, N subscriptions drained through the Effect API
  *   (`Stream.runForEachChunk` on `subscription.events`, counting), a publisher fiber calling
  *   `publishAll` with `batch` events and `Effect.yieldNow()` after every `yieldEvery` events.
+ * - sluice-takeAll: the same, each subscription drained by a plain Effect loop over
+ *   `subscription.takeAll` (no `Stream` layer).
  * - baseline (performance.md 2a): an `EventEmitter` whose N listeners push into their own array,
  *   drained in a `queueMicrotask`; the publisher emits the same batches and yields (`await`) at the
  *   same points.
@@ -21,7 +23,7 @@ import { startProfile, stopProfile } from "./lib/profile.js"
 import { eventData } from "./lib/stats.js"
 
 export interface InprocCase {
-  readonly impl: "sluice" | "emitter"
+  readonly impl: "sluice" | "sluice-takeAll" | "emitter"
   readonly n: number
   readonly events: number
   readonly batch: number
@@ -57,11 +59,20 @@ const runSluice = (c: InprocCase): Promise<number> => {
       let received = 0
       for (let i = 0; i < c.n; i++) {
         const sub = yield* bus.subscribe({ maxEvents: 1e9, maxBytes: 2 ** 52 })
-        yield* Effect.forkScoped(Stream.runForEachChunk(sub.events, (chunk) =>
-          Effect.sync(() => {
+        if (c.impl === "sluice-takeAll") {
+          const loop: Effect.Effect<void> = Effect.flatMap(sub.takeAll, ([chunk, ended]) => {
             received += chunk.length
             if (received >= target) Deferred.unsafeDone(done, Effect.void)
-          })))
+            return ended ? Effect.void : loop
+          })
+          yield* Effect.forkScoped(loop)
+        } else {
+          yield* Effect.forkScoped(Stream.runForEachChunk(sub.events, (chunk) =>
+            Effect.sync(() => {
+              received += chunk.length
+              if (received >= target) Deferred.unsafeDone(done, Effect.void)
+            })))
+        }
       }
       // Let every consumer fiber start and park on its empty buffer.
       for (let i = 0; i < 4; i++) yield* Effect.yieldNow()
@@ -143,7 +154,7 @@ serveIpc({
   run: async (c: InprocCase & { readonly profile?: string }) => {
     gc?.()
     if (c.profile !== undefined) await startProfile()
-    const ms = c.impl === "sluice" ? await runSluice(c) : await runEmitter(c)
+    const ms = c.impl === "emitter" ? await runEmitter(c) : await runSluice(c)
     const file = c.profile === undefined ? undefined : await stopProfile(c.profile)
     return { rate: (c.events * c.n) / (ms / 1000), ms, file }
   }

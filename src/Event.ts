@@ -41,6 +41,16 @@ export interface Event {
 }
 
 /**
+ * Builds an event the way a log backend should: the result has the public fields of {@link Event}
+ * and a private slot for its encoded SSE frame, so fan-out, writers and replays encode it once.
+ * Any object of the `Event` shape works everywhere; this one is just cheaper to deliver.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (fields: Event) => Event = internal.makeEvent
+
+/**
  * What a publisher supplies; the log assigns the id and time.
  *
  * @since 0.1.0

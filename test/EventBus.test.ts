@@ -339,6 +339,32 @@ describe("EventBus", () => {
         assert.strictEqual((yield* bus.stats).ends.overflow, 0)
       }))
 
+    it.scoped("subscribers that share a batch keep their own buffers (drain, hold, overflow mid-batch, filter)", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const a = yield* bus.subscribe({ maxEvents: 100 })
+        const b = yield* bus.subscribe({ maxEvents: 100 })
+        const small = yield* bus.subscribe({ maxEvents: 5 })
+        const other = yield* bus.subscribe({ topics: ["u"] })
+        const first = yield* bus.publishAll(inputs(10))
+        assert.strictEqual((yield* bus.stats).bufferedEvents, 10 + 10 + 5)
+        const [aFirst] = yield* a.takeAll
+        const second = yield* bus.publishAll([...inputs(9, "t", 10), { topic: "u", data: "u" }])
+        const [aSecond] = yield* a.takeAll
+        const [bAll] = yield* b.takeAll
+        assert.deepStrictEqual(Chunk.toArray(aFirst), first, "a's first batch is untouched by b's later pushes")
+        assert.deepStrictEqual(Chunk.toArray(aSecond), second)
+        assert.deepStrictEqual(Chunk.toArray(bAll), [...first, ...second])
+        assert.strictEqual(yield* small.ended, "overflow")
+        assert.deepStrictEqual(yield* collect(small.events), first.slice(0, 5))
+        const [otherGot] = yield* other.takeAll
+        assert.deepStrictEqual(Chunk.toArray(otherGot).map((e) => e.data), ["u"])
+        const stats = yield* bus.stats
+        assert.strictEqual(stats.bufferedEvents, 0)
+        assert.strictEqual(stats.bufferedBytes, 0)
+        assert.strictEqual(stats.delivered, 10 + 10 + 20 + 5 + 1)
+      }))
+
     it.scoped("filtered-out events never occupy a buffer (topics, prefixes and the filter predicate)", () =>
       Effect.gen(function*() {
         const { bus } = yield* makeBus()

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { createParser, type EventSourceMessage } from "eventsource-parser"
-import type * as Event from "../src/Event.js"
+import * as Event from "../src/Event.js"
+import { frameSizeOf } from "../src/internal/sse.js"
 import * as Sse from "../src/Sse.js"
 
 /** Everything a spec parser makes of a stream of text, fed in the given pieces. */
@@ -155,6 +156,36 @@ describe("Sse encoder", () => {
       const e = event({ id: { epoch: "ab12", seq: 7 }, type, data })
       const { events } = parse(new TextDecoder().decode(Sse.encodeEvent(e)))
       assert.deepStrictEqual(events, [{ id: "ab12-7", event: type === "message" ? undefined : type, data: normalise(data) }])
+    })
+  })
+
+  describe("frame size without encoding (the bus's byte accounting)", () => {
+    const anyString = fc.string({
+      unit: fc.oneof(
+        fc.constantFrom("\r", "\n", "\r\n", "\u0000", "\u007f", "é", "🎉", "\u2028"),
+        fc.string({ unit: "grapheme", maxLength: 3 })
+      ),
+      maxLength: 40
+    })
+    it.prop(
+      "equals the encoded frame's byte length for any data, type and epoch",
+      [anyString, fc.oneof(fc.constant("message"), anyString.filter((t) => t.length > 0)), fc.string({ maxLength: 12 }), fc.nat()],
+      ([data, type, epoch, seq]) => {
+        const fields = { id: { epoch, seq }, topic: "t", type, data, time: 1 }
+        // Separate objects: one is measured first (no frame cached), the other is encoded.
+        const size = frameSizeOf(Event.make(fields))
+        assert.strictEqual(size, Sse.encodeEvent(Event.make(fields)).byteLength)
+        assert.strictEqual(size, Sse.encodeEvent({ ...fields }).byteLength)
+      }
+    )
+
+    it("Event.make keeps only the public fields visible", () => {
+      const fields = { id: { epoch: "ab", seq: 3 }, topic: "t", type: "x", data: "d", time: 9 }
+      const made = Event.make(fields)
+      Sse.encodeEvent(made) // fills the private frame slot
+      assert.strictEqual(JSON.stringify(made), JSON.stringify(fields))
+      assert.deepStrictEqual({ ...made }, fields)
+      assert.deepEqual(Object.keys(made).sort(), Object.keys(fields).sort())
     })
   })
 })

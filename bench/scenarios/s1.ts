@@ -1,6 +1,7 @@
 /**
- * S1: in-process fan-out (bench/inproc.ts in its own process), sluice through the Effect API vs an
- * EventEmitter feeding per-listener arrays drained in a microtask, interleaved per N.
+ * S1: in-process fan-out (bench/inproc.ts in its own process), sluice through the Effect API (a
+ * `Stream` consumer and a `takeAll` loop) vs an EventEmitter feeding per-listener arrays drained in
+ * a microtask, interleaved per N.
  */
 import { type Ctx, interleave, makeRow, type Row, SERVER_CPU } from "../lib/harness.js"
 import { spawnChild } from "../lib/ipc.js"
@@ -21,7 +22,7 @@ export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
       for (const n of ns) {
         // N = 1 is publish-bound (about 5 µs per event for sluice): fewer events keep it short.
         const events = Math.max(shape.yieldEvery, Math.round(Math.min(deliveries / n, deliveries / 4)))
-        const run = (impl: "sluice" | "emitter", scale = 1, profile?: string) =>
+        const run = (impl: "sluice" | "sluice-takeAll" | "emitter", scale = 1, profile?: string) =>
           child.call<{ rate: number; file?: string }>(
             "run",
             {
@@ -35,26 +36,29 @@ export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
           )
         // Warm-up at 10 % of the size, outside the timing.
         await run("sluice", 0.1)
+        await run("sluice-takeAll", 0.1)
         await run("emitter", 0.1)
         const reps = await interleave(
           ctx,
           `S1 N=${n} batch=${shape.batch} yieldEvery=${shape.yieldEvery}`,
-          ["sluice", "emitter"] as const,
+          ["sluice", "sluice-takeAll", "emitter"] as const,
           (impl, round) =>
             run(impl, 1, ctx.prof && round === ctx.rounds - 1 ? `S1-N${n}-y${shape.yieldEvery}-${impl}` : undefined),
           (r) => `${human(r.rate)} deliveries/s${r.file === undefined ? "" : ` (profile ${r.file})`}`
         )
-        rows.push(makeRow(ctx, {
-          scenario: "S1",
-          params: { n, events, ...shape },
-          metric: "deliveries/s",
-          better: "higher",
-          baselineName: "EventEmitter + array, microtask drain",
-          sluice: reps.sluice.map((r) => r.rate),
-          baseline: reps.emitter.map((r) => r.rate),
-          goal: n === 100 ? ">= 0.5x" : undefined,
-          check: n === 100 ? (r) => r.ratio >= 0.5 : undefined
-        }))
+        for (const consumer of ["Stream", "takeAll"] as const) {
+          rows.push(makeRow(ctx, {
+            scenario: "S1",
+            params: { n, events, ...shape, consumer },
+            metric: "deliveries/s",
+            better: "higher",
+            baselineName: "EventEmitter + array, microtask drain",
+            sluice: (consumer === "Stream" ? reps.sluice : reps["sluice-takeAll"]).map((r) => r.rate),
+            baseline: reps.emitter.map((r) => r.rate),
+            goal: n === 100 ? ">= 0.5x" : undefined,
+            check: n === 100 ? (r) => r.ratio >= 0.5 : undefined
+          }))
+        }
       }
     }
   } finally {

@@ -11,6 +11,43 @@ const TYPE_RE = /^[A-Za-z0-9._~:/-]{1,128}$/
 /** @internal */
 export const RESERVED_TYPES: ReadonlySet<string> = new Set(["reset", "end"])
 
+/**
+ * An event as a log creates it. Beyond the public fields it has a private slot for its encoded SSE
+ * frame, so the fan-out, every writer and every replay share one encoding without a side table
+ * (a `WeakMap` keyed by every live event costs more than the encoding itself, mostly in GC).
+ * The slot is invisible to `JSON.stringify`, spreads and structural equality.
+ * @internal
+ */
+export class EventRecord implements Event.Event {
+  #frame: Uint8Array | undefined = undefined
+  #size = -1
+  constructor(
+    readonly id: Event.EventId,
+    readonly topic: string,
+    readonly type: string,
+    readonly data: string,
+    readonly time: number
+  ) {}
+
+  /** The cached frame, encoding it with `encode` on first use. */
+  static frame(event: EventRecord, encode: (event: Event.Event) => Uint8Array): Uint8Array {
+    let frame = event.#frame
+    if (frame === undefined) frame = event.#frame = encode(event)
+    return frame
+  }
+
+  /** The cached byte length of the frame, computed with `measure` on first use. */
+  static size(event: EventRecord, measure: (event: Event.Event) => number): number {
+    let size = event.#size
+    if (size < 0) size = event.#size = event.#frame === undefined ? measure(event) : event.#frame.byteLength
+    return size
+  }
+}
+
+/** @internal */
+export const makeEvent = (fields: Event.Event): Event.Event =>
+  new EventRecord(fields.id, fields.topic, fields.type, fields.data, fields.time)
+
 /** @internal */
 export const formatId = (id: Event.EventId): string => `${id.epoch}-${id.seq}`
 

@@ -16,7 +16,7 @@ import * as EventBus from "../EventBus.js"
 import * as EventLog from "../EventLog.js"
 import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
 import * as metrics from "./metrics.js"
-import { frameOf } from "./sse.js"
+import { frameSizeOf } from "./sse.js"
 
 const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed"]
 const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
@@ -37,6 +37,9 @@ const resumeLabels = Object.fromEntries(
 ) as unknown as Record<EventBus.ResumeStat, ReadonlyArray<MetricLabel.MetricLabel>>
 const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
+type Taken = readonly [Chunk.Chunk<Event.Event>, boolean]
+const ENDED: Taken = [Chunk.empty(), true]
+
 /**
  * One subscriber's bounded buffer and lifecycle state. Everything here is plain, synchronous JS:
  * the fan-out loop touches it without any fiber, and a consumer drains it with `take`.
@@ -49,8 +52,8 @@ export class Subscriber {
   bytes = 0
   endReason: EventBus.EndReason | undefined = undefined
   closed = false
-  /** Set while the subscriber is in the hub's ready list for the current batch. */
-  pending = false
+  /** `buffer` is a batch array shared with other subscribers: copy it before pushing. */
+  shared = false
   /** Called (synchronously, from the fan-out or from `end`) when events arrived or the subscriber ended. */
   notify: (() => void) | undefined = undefined
   drains = 0
@@ -71,11 +74,15 @@ export class Subscriber {
     this.ended = Deferred.unsafeMake<EventBus.EndReason>(FiberId.none)
   }
 
-  /** Hands every buffered event to the consumer (possibly an empty array). */
-  take(): Array<Event.Event> {
+  /**
+   * Hands every buffered event to the consumer (possibly an empty array). The array may be shared
+   * with other subscribers: read it, never mutate it.
+   */
+  take(): ReadonlyArray<Event.Event> {
     const batch = this.buffer
     if (batch.length === 0) return batch
     this.buffer = []
+    this.shared = false
     this.hub.bufferedEvents -= batch.length
     this.hub.bufferedBytes -= this.bytes
     this.bytes = 0
@@ -103,6 +110,7 @@ export class Subscriber {
     this.hub.bufferedEvents -= this.buffer.length
     this.hub.bufferedBytes -= this.bytes
     this.buffer = []
+    this.shared = false
     this.bytes = 0
     this.notify = undefined
     this.hub.remove(this)
@@ -145,47 +153,70 @@ export class Hub {
   readonly onEvents = (events: ReadonlyArray<Event.Event>): void => {
     const n = events.length
     if (n === 0) return
+    const firstSeq = events[0]!.id.seq
     this.position = events[n - 1]!.id.seq
     this.published += n
     metrics.published.unsafeUpdate(n, NO_LABELS)
     const active = this.active
     if (active.length === 0) return
     const ready = this.ready
+    // One private copy of the batch, shared (read-only) by every subscriber that takes all of it
+    // into an empty buffer: the common unfiltered case then costs O(1) per subscriber, not O(events).
+    let shared: Array<Event.Event> | undefined = undefined
+    let sharedBytes = -1
     let addedEvents = 0
     let addedBytes = 0
-    for (let i = 0; i < n; i++) {
-      const event = events[i]!
-      const seq = event.id.seq
-      let size = -1
-      for (let j = 0; j < active.length; j++) {
-        const sub = active[j]!
-        if (seq <= sub.floor) continue
-        if (sub.match !== undefined && !safeMatch(sub, event)) {
-          if (sub.endReason !== undefined) j-- // the filter threw and ended it: a survivor moved to j
+    for (let j = 0; j < active.length; j++) {
+      const sub = active[j]!
+      if (sub.match === undefined && sub.buffer.length === 0 && sub.floor < firstSeq) {
+        if (sharedBytes < 0) {
+          shared = events.slice()
+          sharedBytes = 0
+          for (let i = 0; i < n; i++) sharedBytes += frameSizeOf(events[i]!)
+        }
+        if (n <= sub.maxEvents && sharedBytes <= sub.maxBytes) {
+          sub.buffer = shared!
+          sub.shared = true
+          sub.bytes = sharedBytes
+          addedEvents += n
+          addedBytes += sharedBytes
+          ready.push(sub)
           continue
         }
-        if (size < 0) size = frameOf(event).byteLength
+      }
+      const beforeEvents = sub.buffer.length
+      const beforeBytes = sub.bytes
+      for (let i = 0; i < n; i++) {
+        const event = events[i]!
+        if (event.id.seq <= sub.floor) continue
+        if (sub.match !== undefined && !safeMatch(sub, event)) {
+          if (sub.endReason !== undefined) break // the filter threw and ended it
+          continue
+        }
+        const size = frameSizeOf(event)
         if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
           sub.end("overflow")
-          j--
-          continue
+          break
+        }
+        if (sub.shared) {
+          sub.buffer = sub.buffer.slice()
+          sub.shared = false
         }
         sub.buffer.push(event)
         sub.bytes += size
-        addedEvents++
-        addedBytes += size
-        if (!sub.pending) {
-          sub.pending = true
-          ready.push(sub)
-        }
+      }
+      addedEvents += sub.buffer.length - beforeEvents
+      addedBytes += sub.bytes - beforeBytes
+      if (sub.endReason !== undefined) {
+        j-- // it left `active`: the subscriber swapped into its place is next
+      } else if (sub.buffer.length > beforeEvents) {
+        ready.push(sub)
       }
     }
     this.bufferedEvents += addedEvents
     this.bufferedBytes += addedBytes
     for (let k = 0; k < ready.length; k++) {
-      const sub = ready[k]!
-      sub.pending = false
-      const notify = sub.notify
+      const notify = ready[k]!.notify
       if (notify !== undefined) notify()
     }
     ready.length = 0
@@ -396,45 +427,56 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         if (resolved.floor > sub.floor) sub.floor = resolved.floor
         if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
 
-        const wait = Effect.async<void>((resume) => {
-          // The fiber may have yielded between `take()` and this registration; anything that arrived
-          // meanwhile found no `notify` to call, so look again before sleeping (no lost wake-up).
-          if (sub.buffer.length > 0 || sub.endReason !== undefined) return resume(Effect.void)
-          sub.notify = () => {
-            sub.notify = undefined
-            resume(Effect.void)
-          }
-          return Effect.sync(() => {
-            sub.notify = undefined
-          })
-        })
-        // Replay first, then live. One pull hands over everything buffered as one chunk.
+        // Replay first, then live. One take hands over everything buffered as one chunk.
         let replayPending: ReadonlyArray<Event.Event> | undefined = resolved.replay.length > 0 ? resolved.replay : undefined
-        const takeAll: Effect.Effect<readonly [Chunk.Chunk<Event.Event>, boolean]> = Effect.suspend(() => {
+        /** What is ready to hand over, or `undefined` when the consumer has to wait. */
+        const poll = (): Taken | undefined => {
           if (replayPending !== undefined) {
             const replay = replayPending
             replayPending = undefined
-            return Effect.succeed([Chunk.unsafeFromArray(replay as Array<Event.Event>), false] as const)
+            return [Chunk.unsafeFromArray(replay as Array<Event.Event>), false]
           }
           const batch = sub.take()
           const ended = sub.endReason !== undefined
-          if (batch.length > 0) return Effect.succeed([Chunk.unsafeFromArray(batch), ended] as const)
-          if (ended) return Effect.succeed([Chunk.empty<Event.Event>(), true] as const)
-          return Effect.zipRight(wait, takeAll)
+          if (batch.length > 0) return [Chunk.unsafeFromArray(batch as Array<Event.Event>), ended]
+          return ended ? ENDED : undefined
+        }
+        // One parked consumer at a time; the fan-out wakes it through `sub.notify`. Everything on
+        // this path is allocated once per subscription, not per wake.
+        let waiting: ((effect: Effect.Effect<Taken>) => void) | undefined = undefined
+        const wake = (): void => {
+          const resume = waiting
+          if (resume === undefined) return
+          waiting = undefined
+          if (sub.notify === wake) sub.notify = undefined
+          resume(takeAll)
+        }
+        const cancelWait = Effect.sync(() => {
+          waiting = undefined
+          if (sub.notify === wake) sub.notify = undefined
+        })
+        const parked = Effect.async<Taken>((resume) => {
+          // Anything that arrived between the last poll and this registration found no `notify`
+          // to call, so look again before sleeping (no lost wake-up).
+          const ready = poll()
+          if (ready !== undefined) return resume(Effect.succeed(ready))
+          waiting = resume
+          sub.notify = wake
+          return cancelWait
+        })
+        const takeAll: Effect.Effect<Taken> = Effect.suspend(() => {
+          const ready = poll()
+          return ready === undefined ? parked : Effect.succeed(ready)
         })
         // A hand-written channel over the same buffer: it costs a fraction of
         // `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
-        const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.suspend(() => {
-          if (replayPending !== undefined) {
-            const replay = replayPending
-            replayPending = undefined
-            return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(replay as Array<Event.Event>)), pull)
-          }
-          const batch = sub.take()
-          if (batch.length > 0) return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(batch)), pull)
-          if (sub.endReason !== undefined) return Channel.void
-          return Channel.zipRight(Channel.fromEffect(wait), pull)
-        })
+        const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.flatMap(
+          Channel.fromEffect(takeAll),
+          ([chunk, ended]) =>
+            ended
+              ? Chunk.isEmpty(chunk) ? Channel.void : Channel.write(chunk)
+              : Channel.zipRight(Channel.write(chunk), pull)
+        )
         const events = Stream.fromChannel(pull)
 
         const subscription: EventBus.Subscription & { readonly [SubscriberKey]: Subscriber } = {

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
 import * as EventLog from "../EventLog.js"
+import { EventRecord } from "./event.js"
 
 /** @internal */
 export const newEpoch = (): string => {
@@ -58,13 +59,7 @@ export class MemoryLog {
     const out: Array<Event.Event> = new Array(inputs.length)
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!
-      const event: Event.Event = {
-        id: { epoch: this.epoch, seq: ++this.headSeq },
-        topic: input.topic,
-        type: input.type ?? "message",
-        data: input.data,
-        time
-      }
+      const event = new EventRecord({ epoch: this.epoch, seq: ++this.headSeq }, input.topic, input.type ?? "message", input.data, time)
       this.push(event, eventSize(event))
       out[i] = event
     }

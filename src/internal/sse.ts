@@ -1,6 +1,6 @@
 /** @internal */
 import type * as Event from "../Event.js"
-import { formatId } from "./event.js"
+import { EventRecord, formatId } from "./event.js"
 
 const LINE_BREAK = /\r\n|\r|\n/
 const CONTROL = /[\x00-\x1f\x7f]/g
@@ -27,26 +27,64 @@ export const frameText = (fields: {
 }
 
 /** @internal */
-export const stripControl = (s: string): string => s.replace(CONTROL, "")
+export const stripControl = (s: string): string => hasControl(s) ? s.replace(CONTROL, "") : s
+
+/** A plain scan: ids and types are short and almost never hold a control character. */
+const hasControl = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
+}
 
 /** @internal */
-export const encodeEventText = (event: Event.Event): string =>
-  frameText({ id: formatId(event.id), event: event.type, data: event.data })
+export const encodeEventText = (event: Event.Event): string => {
+  const type = event.type
+  return `id: ${stripControl(formatId(event.id))}\n${
+    type === "message" || type === undefined ? "" : `event: ${stripControl(type)}\n`
+  }${dataLines(event.data)}\n`
+}
+
+const encodeFrame = (event: Event.Event): Uint8Array => Buffer.from(encodeEventText(event), "utf8")
 
 const frames = new WeakMap<Event.Event, Uint8Array>()
 
 /**
  * The SSE frame of an event, encoded once and shared by every subscriber and every replay that
- * sees the same event object.
+ * sees the same event. Events made by a log (`Event.make`) carry the frame in a private slot;
+ * any other event object is cached in a side table.
  * @internal
  */
 export const frameOf = (event: Event.Event): Uint8Array => {
+  if (event instanceof EventRecord) return EventRecord.frame(event, encodeFrame)
   let frame = frames.get(event)
   if (frame === undefined) {
-    frame = Buffer.from(encodeEventText(event), "utf8")
+    frame = encodeFrame(event)
     frames.set(event, frame)
   }
   return frame
+}
+
+/**
+ * The byte length of an event's frame without encoding it: the bus accounts buffers in frame bytes,
+ * and in-process subscribers never need the bytes themselves. Equal to `frameOf(event).byteLength`.
+ * @internal
+ */
+export const frameSizeOf = (event: Event.Event): number =>
+  event instanceof EventRecord ? EventRecord.size(event, measureFrame) : frameOf(event).byteLength
+
+const measureFrame = (event: Event.Event): number => {
+  const data = event.data
+  const type = event.type
+  const id = formatId(event.id)
+  // Multi-line data and control characters change the text: measure the real encoding.
+  if (data.indexOf("\n") !== -1 || data.indexOf("\r") !== -1 || hasControl(id) || hasControl(type)) {
+    return Buffer.byteLength(encodeEventText(event), "utf8")
+  }
+  // `id: <id>\n` [`event: <type>\n`] `data: <data>\n` `\n`
+  return 5 + Buffer.byteLength(id, "utf8") + (type === "message" ? 0 : 8 + Buffer.byteLength(type, "utf8")) + 7 +
+    Buffer.byteLength(data, "utf8") + 1
 }
 
 /** @internal */
