@@ -33,6 +33,8 @@ const SIZE = 1
 const DATA = 2
 const CRLF = 3
 const DONE = 4
+/** A body delimited by the connection's close (no chunked encoding, no length): every byte is data. */
+const RAW = 5
 
 class Conn {
   /** Terminators seen since the response started (the opening `retry:`/comment block is the first). */
@@ -75,10 +77,20 @@ const feed = (conn: Conn, input: Buffer): number => {
     conn.head = undefined
     const head = buf.toString("latin1", 0, end)
     status = Number(head.slice(9, 12))
-    if (status !== 200 || !/\r\ntransfer-encoding:\s*chunked/i.test(head)) return status === 200 ? -1 : status
-    conn.state = SIZE
-    conn.size = 0
+    if (status !== 200) return status
     i = end + 4
+    if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+      conn.state = SIZE
+      conn.size = 0
+    } else if (!/\r\ncontent-length:/i.test(head)) {
+      conn.state = RAW
+    } else {
+      return -1
+    }
+  }
+  if (conn.state === RAW) {
+    if (i < buf.length) onData(conn, i === 0 ? buf : buf.subarray(i))
+    return status
   }
   while (i < buf.length) {
     switch (conn.state) {
@@ -205,7 +217,7 @@ const openOne = (
           const status = feed(conn, (buffer as Buffer).subarray(0, nread))
           if (status !== 0 && status !== 200) {
             socket.destroy()
-            settle(new Error(status < 0 ? "response is not chunked" : `status ${status}`))
+            settle(new Error(status < 0 ? "response has a content-length (not an endless stream)" : `status ${status}`))
           } else if (!settled && conn.frames > 0) {
             settle()
           }

@@ -24,11 +24,17 @@ export interface ServerConfig {
     readonly maxBytes?: number
     readonly stallTimeoutMs?: number
     readonly writeDeadlineMs?: number
+    readonly chunked?: boolean
   }
   /** `platform` mode: the body is an endless `Stream` (default) or a raw Node `Readable`. */
   readonly platformBody?: "stream" | "raw"
   /** Events the log (sluice) or the ring (raw) retains. */
   readonly logMaxEvents?: number
+  /**
+   * Body framing of the raw server: `chunked` (Node's default, the anchor) or `close` (close-delimited,
+   * like sluice's default). sluice uses its default unless `route.chunked` is set.
+   */
+  readonly framing?: "chunked" | "close"
 }
 
 interface Target {
@@ -91,7 +97,8 @@ const startSluice = async (): Promise<Target> => {
         ...(route.maxEvents === undefined ? {} : { maxEvents: route.maxEvents }),
         ...(route.maxBytes === undefined ? {} : { maxBytes: route.maxBytes }),
         ...(route.stallTimeoutMs === undefined ? {} : { stallTimeout: route.stallTimeoutMs }),
-        ...(route.writeDeadlineMs === undefined ? {} : { writeDeadline: route.writeDeadlineMs })
+        ...(route.writeDeadlineMs === undefined ? {} : { writeDeadline: route.writeDeadlineMs }),
+        ...(route.chunked === undefined ? {} : { chunked: route.chunked })
       }
     }),
     scope
@@ -167,10 +174,12 @@ const startRaw = async (): Promise<Target> => {
       res.writeHead(404).end()
       return
     }
+    if (config.framing === "close") res.removeHeader("transfer-encoding")
     res.writeHead(200, {
       "content-type": "text/event-stream",
       "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no"
+      "x-accel-buffering": "no",
+      ...(config.framing === "close" ? { connection: "close" } : {})
     })
     res.write(`retry: ${1000 + Math.floor(Math.random() * 4001)}\n: sluice\n\n`)
     const header = req.headers["last-event-id"]

@@ -100,6 +100,15 @@ export interface Options {
   readonly maxBodyBytes?: number | undefined
   /** Authorization hook for both routes. */
   readonly authorize?: Authorize | undefined
+  /**
+   * Send event streams with HTTP/1.1 chunked transfer encoding (default false). By default, on Node,
+   * a stream's body is delimited by the connection's close (`Connection: close`, no chunk framing):
+   * every write is the shared frame bytes as they are, which measured about 25 % less server CPU per
+   * delivered event. An `EventSource` never reuses a connection while its stream is open, so the
+   * only cost is that a connection is not kept alive after its stream ends. The portable (non-Node)
+   * path leaves framing to the server.
+   */
+  readonly chunked?: boolean | undefined
 }
 
 /**
@@ -126,6 +135,7 @@ export interface ResolvedOptions {
   readonly publish: boolean
   readonly maxBodyBytes: number
   readonly authorize: Authorize | undefined
+  readonly chunked: boolean
 }
 
 /**

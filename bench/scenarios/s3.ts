@@ -3,6 +3,10 @@
  * the slowest connection allows (each batch waits until nothing is buffered and no socket waits for
  * 'drain'; the raw server is paced the same way). Delivered events/s = client-counted events over the
  * span from the first to the last receive, asserted exact.
+ *
+ * Four servers, interleaved: sluice (default, close-delimited body), raw (Node's default chunked
+ * encoding: the anchor of the goal), raw-close (the raw server with sluice's framing: the strictest
+ * like-for-like reference) and sluice-chunked (sluice with `chunked: true`, like-for-like with raw).
  */
 import {
   checkDelivery,
@@ -23,6 +27,11 @@ import {
 import { human, sig, sum } from "../lib/stats.js"
 
 const BATCH = 16
+/** The framing references (see the header). */
+const FRAMING = {
+  "raw-close": { mode: "raw", framing: "close" },
+  "sluice-chunked": { mode: "sluice", route: { chunked: true } }
+} as const
 const SIZE = 70
 
 interface Rep {
@@ -35,6 +44,9 @@ interface Rep {
   readonly clientCpu: number
   readonly error?: string | undefined
 }
+
+const perVariant = <V extends string>(reps: Record<V, ReadonlyArray<Rep>>, f: (r: Rep) => number) =>
+  Object.fromEntries(Object.entries<ReadonlyArray<Rep>>(reps).map(([v, rs]) => [v, rs.map(f)]))
 
 const clientProcesses = (k: number) => (k >= 1000 ? 2 : 1)
 
@@ -80,8 +92,8 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
   for (const k of ks) {
     // Small K is bounded by the publish path, not the sockets: fewer events keep it to seconds.
     const events = Math.max(BATCH * 20, Math.round(Math.min(deliveries / k, deliveries / 10) / BATCH) * BATCH)
-    const rigs = await ctx.pool.get(ctx, SHARED, clientProcesses(k))
-    for (const rig of [rigs.sluice, rigs.raw]) {
+    const rigs = await ctx.pool.get(ctx, { ...SHARED, ...FRAMING }, clientProcesses(k))
+    for (const rig of [rigs.sluice, rigs.raw, rigs["raw-close"], rigs["sluice-chunked"]]) {
       const clients = rig.clients.slice(0, clientProcesses(k))
       await openStreams(clients, k)
       await waitConnections(rig.server, k)
@@ -90,7 +102,7 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
     const reps = await interleave(
       ctx,
       `S3 K=${k}`,
-      ["sluice", "raw"] as const,
+      ["sluice", "raw", "raw-close", "sluice-chunked"] as const,
       (mode, round) => rep(ctx, `S3-K${k}-${mode}-r${round + 1}`, use(rigs[mode]), k, events, round === 0),
       (r) =>
         r.error ??
@@ -113,15 +125,9 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
       goal: k === 1000 ? ">= 1.0x raw" : undefined,
       check: k === 1000 ? (r) => r.ratio >= 1.0 : undefined,
       extra: {
-        serverCpuMsPerMDeliveries: {
-          sluice: reps.sluice.map((r) => sig(r.serverCpuPerM)),
-          raw: reps.raw.map((r) => sig(r.serverCpuPerM))
-        },
-        publishCallMsPerMDeliveries: {
-          sluice: reps.sluice.map((r) => sig(r.publishPerM)),
-          raw: reps.raw.map((r) => sig(r.publishPerM))
-        },
-        clientCpu: { sluice: reps.sluice.map((r) => sig(r.clientCpu, 2)), raw: reps.raw.map((r) => sig(r.clientCpu, 2)) },
+        serverCpuMsPerMDeliveries: perVariant(reps, (r) => sig(r.serverCpuPerM)),
+        publishCallMsPerMDeliveries: perVariant(reps, (r) => sig(r.publishPerM)),
+        clientCpu: perVariant(reps, (r) => sig(r.clientCpu, 2)),
         clientBound,
         ...(errors.length > 0 ? { errors } : {})
       }
@@ -135,6 +141,25 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
       baselineName: "raw coalescing node:http",
       sluice: reps.sluice.map((r) => r.serverCpuPerM),
       baseline: reps.raw.map((r) => r.serverCpuPerM)
+    }))
+    // Like for like on the wire: each side with the other's framing.
+    rows.push(makeRow(ctx, {
+      scenario: "S3",
+      params: { ...params, framing: "close-delimited, both" },
+      metric: "delivered events/s",
+      better: "higher",
+      baselineName: "raw coalescing node:http, close-delimited",
+      sluice: reps.sluice.map((r) => r.rate),
+      baseline: reps["raw-close"].map((r) => r.rate)
+    }))
+    rows.push(makeRow(ctx, {
+      scenario: "S3",
+      params: { ...params, framing: "chunked, both" },
+      metric: "delivered events/s",
+      better: "higher",
+      baselineName: "raw coalescing node:http",
+      sluice: reps["sluice-chunked"].map((r) => r.rate),
+      baseline: reps.raw.map((r) => r.rate)
     }))
   }
   return rows

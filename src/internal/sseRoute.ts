@@ -52,7 +52,8 @@ export const resolve = (options: SseRoute.Options | undefined): SseRoute.Resolve
     maxTopics: options?.maxTopics ?? 32,
     publish: options?.publish ?? false,
     maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,
-    authorize: options?.authorize
+    authorize: options?.authorize,
+    chunked: options?.chunked ?? false
   }
 }
 
@@ -63,6 +64,8 @@ const SSE_HEADERS = {
   "cache-control": "no-cache, no-transform",
   "x-accel-buffering": "no"
 } as const
+
+const CLOSE_DELIMITED_HEADERS = { ...SSE_HEADERS, connection: "close" } as const
 
 const rawResponse = (request: HttpServerRequest.HttpServerRequest): Http.ServerResponse | undefined => {
   try {
@@ -261,7 +264,13 @@ export const make = (
           conn.closeSocketOnFinish = true
           sub.end("shutdown")
         }
-        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
+        if (config.chunked) {
+          return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
+        }
+        // Close-delimited body: no chunk framing around each write (RFC 9112 §6.3); Node closes the
+        // socket once the response has finished.
+        res.removeHeader("transfer-encoding")
+        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: CLOSE_DELIMITED_HEADERS })
       })
 
     const portableBody = (subscribeOptions: EventBus.SubscribeOptions, opening: string) =>
@@ -458,7 +467,8 @@ export const optionsFromEnv = (base?: SseRoute.Options): Config.Config<SseRoute.
     maxBytes: int("SLUICE_SSE_MAX_BYTES"),
     maxReplay: int("SLUICE_SSE_MAX_REPLAY"),
     publish: Config.option(Config.boolean("SLUICE_SSE_PUBLISH")),
-    maxBodyBytes: int("SLUICE_SSE_MAX_BODY_BYTES")
+    maxBodyBytes: int("SLUICE_SSE_MAX_BODY_BYTES"),
+    chunked: Config.option(Config.boolean("SLUICE_SSE_CHUNKED"))
   }).pipe(Config.map((env) => {
     const out: Record<string, unknown> = { ...base }
     for (const [key, value] of Object.entries(env) as Array<[string, Option.Option<unknown>]>) {
