@@ -125,7 +125,6 @@ export class Subscriber {
 export class Hub {
   readonly active: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
-  private readonly ready: Array<Subscriber> = []
   position = 0
   epoch = ""
   shuttingDown = false
@@ -159,13 +158,12 @@ export class Hub {
     metrics.published.unsafeUpdate(n, NO_LABELS)
     const active = this.active
     if (active.length === 0) return
-    const ready = this.ready
+    // Each subscriber is complete once its turn ends, so it is notified right then; a notification
+    // only schedules work (a fiber resume, a writer flush) and never re-enters the fan-out.
     // One private copy of the batch, shared (read-only) by every subscriber that takes all of it
     // into an empty buffer: the common unfiltered case then costs O(1) per subscriber, not O(events).
     let shared: Array<Event.Event> | undefined = undefined
     let sharedBytes = -1
-    let addedEvents = 0
-    let addedBytes = 0
     for (let j = 0; j < active.length; j++) {
       const sub = active[j]!
       if (sub.match === undefined && sub.buffer.length === 0 && sub.floor < firstSeq) {
@@ -178,9 +176,10 @@ export class Hub {
           sub.buffer = shared!
           sub.shared = true
           sub.bytes = sharedBytes
-          addedEvents += n
-          addedBytes += sharedBytes
-          ready.push(sub)
+          this.bufferedEvents += n
+          this.bufferedBytes += sharedBytes
+          const notify = sub.notify
+          if (notify !== undefined) notify()
           continue
         }
       }
@@ -205,21 +204,15 @@ export class Hub {
         sub.buffer.push(event)
         sub.bytes += size
       }
-      addedEvents += sub.buffer.length - beforeEvents
-      addedBytes += sub.bytes - beforeBytes
+      this.bufferedEvents += sub.buffer.length - beforeEvents
+      this.bufferedBytes += sub.bytes - beforeBytes
       if (sub.endReason !== undefined) {
-        j-- // it left `active`: the subscriber swapped into its place is next
+        j-- // it left `active` (and `end` notified it): the subscriber swapped into its place is next
       } else if (sub.buffer.length > beforeEvents) {
-        ready.push(sub)
+        const notify = sub.notify
+        if (notify !== undefined) notify()
       }
     }
-    this.bufferedEvents += addedEvents
-    this.bufferedBytes += addedBytes
-    for (let k = 0; k < ready.length; k++) {
-      const notify = ready[k]!.notify
-      if (notify !== undefined) notify()
-    }
-    ready.length = 0
   }
 
   register(sub: Subscriber): void {
