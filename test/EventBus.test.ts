@@ -339,6 +339,24 @@ describe("EventBus", () => {
         assert.strictEqual((yield* bus.stats).ends.overflow, 0)
       }))
 
+    it.scoped("a subscription's members work when taken off it (destructured), and are built once", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const subscription = yield* bus.subscribe()
+        const { end, ended, takeAll } = subscription
+        assert.strictEqual(subscription.takeAll, takeAll)
+        assert.strictEqual(subscription.events, subscription.events)
+        yield* bus.publishAll(inputs(2))
+        const [first] = yield* takeAll
+        assert.deepStrictEqual(Chunk.toArray(first).map((e) => e.data), ["e0", "e1"])
+        yield* end("lifetime")
+        assert.strictEqual(yield* ended, "lifetime")
+        assert.deepStrictEqual(yield* takeAll, [Chunk.empty(), true])
+        const late = yield* bus.subscribe()
+        yield* late.end("overflow")
+        assert.strictEqual(yield* late.ended, "overflow", "`ended` first asked for after the end completes too")
+      }))
+
     it.scoped("subscribers that share a batch keep their own buffers (drain, hold, overflow mid-batch, filter)", () =>
       Effect.gen(function*() {
         const { bus } = yield* makeBus()

@@ -59,7 +59,8 @@ export class Subscriber {
   drains = 0
   seenDrains = 0
   stalledSince: number | undefined = undefined
-  readonly ended: Deferred.Deferred<EventBus.EndReason>
+  /** Created on first `await`: most subscriptions (every SSE connection) never need it. */
+  private endedDeferred: Deferred.Deferred<EventBus.EndReason> | undefined = undefined
 
   constructor(
     readonly hub: Hub,
@@ -70,8 +71,16 @@ export class Subscriber {
     readonly stallTimeout: number,
     /** Live events with `seq <= floor` are skipped: the replay covers them. */
     public floor: number
-  ) {
-    this.ended = Deferred.unsafeMake<EventBus.EndReason>(FiberId.none)
+  ) {}
+
+  /** Completes with the end reason once ended. */
+  get ended(): Deferred.Deferred<EventBus.EndReason> {
+    let deferred = this.endedDeferred
+    if (deferred === undefined) {
+      deferred = this.endedDeferred = Deferred.unsafeMake<EventBus.EndReason>(FiberId.none)
+      if (this.endReason !== undefined) Deferred.unsafeDone(deferred, Effect.succeed(this.endReason))
+    }
+    return deferred
   }
 
   /**
@@ -97,7 +106,7 @@ export class Subscriber {
     this.endReason = reason
     this.hub.deactivate(this)
     this.hub.countEnd(reason)
-    Deferred.unsafeDone(this.ended, Effect.succeed(reason))
+    if (this.endedDeferred !== undefined) Deferred.unsafeDone(this.endedDeferred, Effect.succeed(reason))
     const notify = this.notify
     if (notify !== undefined) notify()
   }
@@ -305,6 +314,104 @@ export const SubscriberKey: unique symbol = Symbol.for("sluice/EventBus/Subscrib
 export const subscriberOf = (subscription: EventBus.Subscription): Subscriber =>
   (subscription as unknown as Record<typeof SubscriberKey, Subscriber>)[SubscriberKey]
 
+/**
+ * The public face of a subscriber. Its consumer side (`takeAll`, `events`, `ended`, `end`) is built
+ * on first use and shared: an SSE connection, drained by the route's writer, never builds any of it.
+ * @internal
+ */
+class SubscriptionImpl {
+  readonly [SubscriberKey]: Subscriber
+  /** Handed over by the first take, before anything live. */
+  private replayPending: ReadonlyArray<Event.Event> | undefined
+  /** The parked consumer's resume; one consumer at a time. */
+  private waiting: ((effect: Effect.Effect<Taken>) => void) | undefined = undefined
+  private takeAllEffect: Effect.Effect<Taken> | undefined = undefined
+  private eventsStream: Stream.Stream<Event.Event> | undefined = undefined
+  private endedEffect: Effect.Effect<EventBus.EndReason> | undefined = undefined
+  private endFn: ((reason: EventBus.EndReason) => Effect.Effect<void>) | undefined = undefined
+
+  constructor(
+    sub: Subscriber,
+    readonly outcome: EventBus.ResumeOutcome,
+    readonly replay: ReadonlyArray<Event.Event>
+  ) {
+    this[SubscriberKey] = sub
+    this.replayPending = replay.length > 0 ? replay : undefined
+  }
+
+  /** What is ready to hand over, or `undefined` when the consumer has to wait. */
+  private poll(): Taken | undefined {
+    const replay = this.replayPending
+    if (replay !== undefined) {
+      this.replayPending = undefined
+      return [Chunk.unsafeFromArray(replay as Array<Event.Event>), false]
+    }
+    const sub = this[SubscriberKey]
+    const batch = sub.take()
+    const ended = sub.endReason !== undefined
+    if (batch.length > 0) return [Chunk.unsafeFromArray(batch as Array<Event.Event>), ended]
+    return ended ? ENDED : undefined
+  }
+
+  get takeAll(): Effect.Effect<Taken> {
+    let takeAll = this.takeAllEffect
+    if (takeAll !== undefined) return takeAll
+    // Everything on the wake path is allocated here, once, not per wake. The fan-out wakes the
+    // parked consumer through `sub.notify`.
+    const sub = this[SubscriberKey]
+    const wake = () => {
+      const resume = this.waiting
+      if (resume === undefined) return
+      this.waiting = undefined
+      if (sub.notify === wake) sub.notify = undefined
+      resume(takeAll!)
+    }
+    const cancelWait = Effect.sync(() => {
+      this.waiting = undefined
+      if (sub.notify === wake) sub.notify = undefined
+    })
+    const parked = Effect.async<Taken>((resume) => {
+      // Anything that arrived between the last poll and this registration found no `notify` to
+      // call, so look again before sleeping (no lost wake-up).
+      const ready = this.poll()
+      if (ready !== undefined) return resume(Effect.succeed(ready))
+      this.waiting = resume
+      sub.notify = wake
+      return cancelWait
+    })
+    takeAll = this.takeAllEffect = Effect.suspend(() => {
+      const ready = this.poll()
+      return ready === undefined ? parked : Effect.succeed(ready)
+    })
+    return takeAll
+  }
+
+  get events(): Stream.Stream<Event.Event> {
+    let events = this.eventsStream
+    if (events !== undefined) return events
+    // A hand-written channel over the same buffer: it costs a fraction of
+    // `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
+    const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.flatMap(
+      Channel.fromEffect(this.takeAll),
+      ([chunk, ended]) =>
+        ended
+          ? Chunk.isEmpty(chunk) ? Channel.void : Channel.write(chunk)
+          : Channel.zipRight(Channel.write(chunk), pull)
+    )
+    events = this.eventsStream = Stream.fromChannel(pull)
+    return events
+  }
+
+  get ended(): Effect.Effect<EventBus.EndReason> {
+    return this.endedEffect ??= Deferred.await(this[SubscriberKey].ended)
+  }
+
+  get end(): (reason: EventBus.EndReason) => Effect.Effect<void> {
+    const sub = this[SubscriberKey]
+    return this.endFn ??= (reason) => Effect.sync(() => sub.end(reason))
+  }
+}
+
 const positiveInt = (name: string, value: number | undefined, fallback: number): number => {
   if (value === undefined) return fallback
   if (!Number.isFinite(value) || value < 1) throw new RangeError(`${name} must be a positive number, got ${value}`)
@@ -420,68 +527,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         if (resolved.floor > sub.floor) sub.floor = resolved.floor
         if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
 
-        // Replay first, then live. One take hands over everything buffered as one chunk.
-        let replayPending: ReadonlyArray<Event.Event> | undefined = resolved.replay.length > 0 ? resolved.replay : undefined
-        /** What is ready to hand over, or `undefined` when the consumer has to wait. */
-        const poll = (): Taken | undefined => {
-          if (replayPending !== undefined) {
-            const replay = replayPending
-            replayPending = undefined
-            return [Chunk.unsafeFromArray(replay as Array<Event.Event>), false]
-          }
-          const batch = sub.take()
-          const ended = sub.endReason !== undefined
-          if (batch.length > 0) return [Chunk.unsafeFromArray(batch as Array<Event.Event>), ended]
-          return ended ? ENDED : undefined
-        }
-        // One parked consumer at a time; the fan-out wakes it through `sub.notify`. Everything on
-        // this path is allocated once per subscription, not per wake.
-        let waiting: ((effect: Effect.Effect<Taken>) => void) | undefined = undefined
-        const wake = (): void => {
-          const resume = waiting
-          if (resume === undefined) return
-          waiting = undefined
-          if (sub.notify === wake) sub.notify = undefined
-          resume(takeAll)
-        }
-        const cancelWait = Effect.sync(() => {
-          waiting = undefined
-          if (sub.notify === wake) sub.notify = undefined
-        })
-        const parked = Effect.async<Taken>((resume) => {
-          // Anything that arrived between the last poll and this registration found no `notify`
-          // to call, so look again before sleeping (no lost wake-up).
-          const ready = poll()
-          if (ready !== undefined) return resume(Effect.succeed(ready))
-          waiting = resume
-          sub.notify = wake
-          return cancelWait
-        })
-        const takeAll: Effect.Effect<Taken> = Effect.suspend(() => {
-          const ready = poll()
-          return ready === undefined ? parked : Effect.succeed(ready)
-        })
-        // A hand-written channel over the same buffer: it costs a fraction of
-        // `Stream.repeatEffectChunkOption` per chunk, which dominates at high fan-out.
-        const pull: Channel.Channel<Chunk.Chunk<Event.Event>> = Channel.flatMap(
-          Channel.fromEffect(takeAll),
-          ([chunk, ended]) =>
-            ended
-              ? Chunk.isEmpty(chunk) ? Channel.void : Channel.write(chunk)
-              : Channel.zipRight(Channel.write(chunk), pull)
-        )
-        const events = Stream.fromChannel(pull)
-
-        const subscription: EventBus.Subscription & { readonly [SubscriberKey]: Subscriber } = {
-          outcome: resolved.outcome,
-          replay: resolved.replay,
-          events,
-          takeAll,
-          ended: Deferred.await(sub.ended),
-          end: (reason) => Effect.sync(() => sub.end(reason)),
-          [SubscriberKey]: sub
-        }
-        return subscription as EventBus.Subscription
+        return new SubscriptionImpl(sub, resolved.outcome, resolved.replay) as EventBus.Subscription
       })
 
     const resolveResume = (
