@@ -152,12 +152,13 @@ export class RigPool {
   }
 }
 
+export interface OpenOptions {
+  readonly path?: string
+  readonly sampleEvery?: number
+}
+
 /** Splits `k` streams over the clients and opens them; throws when some could not open. */
-export const openStreams = async (
-  clients: ReadonlyArray<Child>,
-  k: number,
-  options: { readonly path?: string; readonly sampleEvery?: number } = {}
-) => {
+export const openStreams = async (clients: ReadonlyArray<Child>, k: number, options: OpenOptions = {}) => {
   const share = (i: number) => Math.floor(k / clients.length) + (i < k % clients.length ? 1 : 0)
   const results = await Promise.all(
     clients.map((c, i) =>
@@ -176,6 +177,12 @@ export const openStreams = async (
 export const waitConnections = async (server: Child, n: number, timeoutMs = 30_000) => {
   const r = await server.call<{ ok: boolean }>("waitConnections", { n, timeoutMs }, timeoutMs + 5_000)
   if (!r.ok) throw new Error(`server did not reach ${n} streams: ${JSON.stringify(r)}`)
+}
+
+/** Opens `k` streams over the rig's clients and waits until its server holds all of them. */
+export const openStreamsOn = async (rig: Rig, k: number, options?: OpenOptions): Promise<void> => {
+  await openStreams(rig.clients, k, options)
+  await waitConnections(rig.server, k)
 }
 
 export interface ExpectResult {
@@ -202,6 +209,28 @@ export const latencyAll = async (clients: ReadonlyArray<Child>): Promise<Array<n
   (await Promise.all(clients.map((c) => c.call<Array<number>>("latency")))).flat()
 
 /**
+ * Runs `publish` while every stream of `clients` waits for `perConn` events (the wait is asked for
+ * first); returns the streams' results and the publisher's.
+ */
+export const receiveWhile = <A>(
+  clients: ReadonlyArray<Child>,
+  perConn: number,
+  timeoutMs: number,
+  publish: () => Promise<A>
+): Promise<[Array<ExpectResult>, A]> => Promise.all([expectAll(clients, perConn, timeoutMs), publish()])
+
+/** A warm-up outside the measurement: resets the counts, then delivers `perConn` events to every stream. */
+export const warmUp = async (
+  clients: ReadonlyArray<Child>,
+  perConn: number,
+  timeoutMs: number,
+  publish: () => Promise<unknown>
+): Promise<void> => {
+  await resetAll(clients)
+  await receiveWhile(clients, perConn, timeoutMs, publish)
+}
+
+/**
  * Checks that every stream received exactly `perConn` events since the reset (after a short settle,
  * so late extras are caught too). Returns an error message or undefined.
  */
@@ -221,6 +250,26 @@ export const checkDelivery = async (
     return `delivery: expected ${perConn} x ${k} = ${perConn * k}, received ${total} (per stream ${lo}..${hi}, ${conns} streams)`
   }
   return undefined
+}
+
+/**
+ * One measured delivery on the rig's `k` open streams: resets the counts, runs `publish` (under the
+ * server's profiler with `--prof`) while every stream waits for `perConn` events, then checks that
+ * each received exactly that many. Returns the streams' results, the publisher's and the failed
+ * check, if any.
+ */
+export const measureDelivery = async <A>(
+  ctx: Ctx,
+  name: string,
+  rig: Rig,
+  expected: { readonly k: number; readonly perConn: number; readonly timeoutMs: number },
+  publish: () => Promise<A>
+): Promise<{ results: Array<ExpectResult>; published: A; error: string | undefined }> => {
+  const { k, perConn, timeoutMs } = expected
+  await resetAll(rig.clients)
+  const [results, published] = await profiled(ctx, rig.server, name, () => receiveWhile(rig.clients, perConn, timeoutMs, publish))
+  const error = await checkDelivery(rig.clients, k, perConn)
+  return { results, published, error }
 }
 
 /**
@@ -261,23 +310,28 @@ export const failures = <V extends string>(
     .flat()
     .flatMap((r) => (r.error === undefined ? [] : [ctx.fail(`${label}: ${r.error}`)]))
 
+/** One value per rep for every variant of `reps` (in the variants' order). */
+export const perVariant = <V extends string, R, B>(reps: Record<V, ReadonlyArray<R>>, f: (r: R) => B): Record<V, Array<B>> => {
+  const entries = Object.entries(reps) as Array<[V, ReadonlyArray<R>]>
+  return Object.fromEntries(entries.map(([v, rs]) => [v, rs.map(f)])) as Record<V, Array<B>>
+}
+
+export interface RowFields {
+  readonly scenario: string
+  readonly params: Record<string, unknown>
+  readonly metric: string
+  readonly better: "higher" | "lower"
+  readonly baselineName: string
+  readonly sluice: ReadonlyArray<number>
+  readonly baseline: ReadonlyArray<number>
+  readonly goal?: string | undefined
+  /** Decides the goal from the row's medians. */
+  readonly check?: ((row: { sluice: number; baseline: number; ratio: number }) => boolean) | undefined
+  readonly extra?: Record<string, unknown> | undefined
+}
+
 /** A row from per-round values (sluice[i] pairs with baseline[i] of the same round). */
-export const makeRow = (
-  ctx: Ctx,
-  fields: {
-    readonly scenario: string
-    readonly params: Record<string, unknown>
-    readonly metric: string
-    readonly better: "higher" | "lower"
-    readonly baselineName: string
-    readonly sluice: ReadonlyArray<number>
-    readonly baseline: ReadonlyArray<number>
-    readonly goal?: string | undefined
-    /** Decides the goal from the row's medians. */
-    readonly check?: ((row: { sluice: number; baseline: number; ratio: number }) => boolean) | undefined
-    readonly extra?: Record<string, unknown> | undefined
-  }
-): Row => {
+export const makeRow = (ctx: Ctx, fields: RowFields): Row => {
   const reps = fields.sluice.map((s, i) => {
     const b = fields.baseline[i]!
     return { sluice: sig(s), baseline: sig(b), ratio: sig(s / b) }
@@ -303,3 +357,13 @@ export const makeRow = (
     env: ctx.env
   }
 }
+
+/**
+ * Rows that have fields in common (the scenario, its params, …): `shared` holds those once, each
+ * entry the rest; an entry's own fields win over the shared ones.
+ */
+export const makeRows = <S extends Partial<RowFields>>(
+  ctx: Ctx,
+  shared: S,
+  rows: ReadonlyArray<Omit<RowFields, keyof S> & Partial<RowFields>>
+): Array<Row> => rows.map((fields) => makeRow(ctx, { ...shared, ...fields } as RowFields))

@@ -10,6 +10,12 @@ export const quantile = (xs: ReadonlyArray<number>, q: number): number => {
   return sorted[rank]!
 }
 
+/** The median and the 99th percentile of a latency sample (NaN when empty). */
+export const latencyQuantiles = (samples: ReadonlyArray<number>): { p50: number; p99: number } => ({
+  p50: quantile(samples, 0.5),
+  p99: quantile(samples, 0.99)
+})
+
 export const min = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => Math.min(a, b), Infinity)
 export const max = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => Math.max(a, b), -Infinity)
 export const sum = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => a + b, 0)

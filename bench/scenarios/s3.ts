@@ -11,18 +11,17 @@
 import {
   checkDelivery,
   type Ctx,
-  expectAll,
   failures,
   interleave,
-  makeRow,
+  makeRows,
+  measureDelivery,
   noisyRounds,
-  openStreams,
-  profiled,
-  resetAll,
+  openStreamsOn,
+  perVariant,
   type Rig,
   type Row,
   SHARED,
-  waitConnections
+  warmUp
 } from "../lib/harness.js"
 import { human, sig, sum } from "../lib/stats.js"
 
@@ -45,34 +44,27 @@ interface Rep {
   readonly error?: string | undefined
 }
 
-const perVariant = <V extends string>(reps: Record<V, ReadonlyArray<Rep>>, f: (r: Rep) => number) =>
-  Object.fromEntries(Object.entries<ReadonlyArray<Rep>>(reps).map(([v, rs]) => [v, rs.map(f)]))
-
 const clientProcesses = (k: number) => (k >= 1000 ? 2 : 1)
 
 /** One measured saturation run on a rig whose `k` streams are open; the first round warms up. */
-const rep = async (ctx: Ctx, name: string, rig: Rig, k: number, events: number, warmUp: boolean): Promise<Rep> => {
+const rep = async (ctx: Ctx, name: string, rig: Rig, k: number, events: number, warmFirst: boolean): Promise<Rep> => {
   const { clients, server } = rig
-  if (warmUp) {
+  if (warmFirst) {
     // 10 % of the events (at least 10 batches), delivered and checked, outside the timing.
     const warm = Math.max(BATCH * 10, Math.round(events / 10 / BATCH) * BATCH)
-    await resetAll(clients)
-    await Promise.all([
-      expectAll(clients, warm, 120_000),
-      server.call("saturate", { events: warm, batch: BATCH, size: SIZE }, 120_000)
-    ])
+    await warmUp(clients, warm, 120_000, () => server.call("saturate", { events: warm, batch: BATCH, size: SIZE }, 120_000))
     const warmError = await checkDelivery(clients, k, warm, 50)
     if (warmError !== undefined) {
       return { rate: Number.NaN, serverCpuPerM: Number.NaN, publishPerM: Number.NaN, clientCpu: 0, error: warmError }
     }
   }
-  await resetAll(clients)
-  const [results, sat] = await profiled(ctx, server, name, () =>
-    Promise.all([
-      expectAll(clients, events, 300_000),
-      server.call<{ cpuMs: number; ms: number; publishMs: number }>("saturate", { events, batch: BATCH, size: SIZE }, 300_000)
-    ]))
-  const error = await checkDelivery(clients, k, events)
+  const { error, published: sat, results } = await measureDelivery(
+    ctx,
+    name,
+    rig,
+    { k, perConn: events, timeoutMs: 300_000 },
+    () => server.call<{ cpuMs: number; ms: number; publishMs: number }>("saturate", { events, batch: BATCH, size: SIZE }, 300_000)
+  )
   const first = Math.min(...results.map((r) => r.tFirst ?? Infinity))
   const last = Math.max(...results.map((r) => r.tLast ?? -Infinity))
   const deliveries = events * k
@@ -93,12 +85,8 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
     // Small K is bounded by the publish path, not the sockets: fewer events keep it to seconds.
     const events = Math.max(BATCH * 20, Math.round(Math.min(deliveries / k, deliveries / 10) / BATCH) * BATCH)
     const rigs = await ctx.pool.get(ctx, { ...SHARED, ...FRAMING }, clientProcesses(k))
-    for (const rig of [rigs.sluice, rigs.raw, rigs["raw-close"], rigs["sluice-chunked"]]) {
-      const clients = rig.clients.slice(0, clientProcesses(k))
-      await openStreams(clients, k)
-      await waitConnections(rig.server, k)
-    }
     const use = (rig: Rig): Rig => ({ server: rig.server, clients: rig.clients.slice(0, clientProcesses(k)) })
+    for (const rig of [rigs.sluice, rigs.raw, rigs["raw-close"], rigs["sluice-chunked"]]) await openStreamsOn(use(rig), k)
     const reps = await interleave(
       ctx,
       `S3 K=${k}`,
@@ -114,53 +102,47 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
     // The load generators share one core: above ~80 % of it they, not the server, may set the pace.
     const clientBound = reps.raw.some((r) => r.clientCpu > 0.8)
     const params = { k, events, batch: BATCH, frameBytes: "~110", clientProcesses: clientProcesses(k) }
-    rows.push(makeRow(ctx, {
+    const shared = {
       scenario: "S3",
       params,
       metric: "delivered events/s",
       better: "higher",
-      baselineName: "raw coalescing node:http",
-      sluice: reps.sluice.map((r) => r.rate),
-      baseline: reps.raw.map((r) => r.rate),
-      goal: k === 1000 ? ">= 1.0x raw" : undefined,
-      check: k === 1000 ? (r) => r.ratio >= 1.0 : undefined,
-      extra: {
-        serverCpuMsPerMDeliveries: perVariant(reps, (r) => sig(r.serverCpuPerM)),
-        publishCallMsPerMDeliveries: perVariant(reps, (r) => sig(r.publishPerM)),
-        clientCpu: perVariant(reps, (r) => sig(r.clientCpu, 2)),
-        clientBound,
-        ...(errors.length > 0 ? { errors } : {})
+      baselineName: "raw coalescing node:http"
+    } as const
+    rows.push(...makeRows(ctx, shared, [
+      {
+        sluice: reps.sluice.map((r) => r.rate),
+        baseline: reps.raw.map((r) => r.rate),
+        goal: k === 1000 ? ">= 1.0x raw" : undefined,
+        check: k === 1000 ? (r) => r.ratio >= 1.0 : undefined,
+        extra: {
+          serverCpuMsPerMDeliveries: perVariant(reps, (r) => sig(r.serverCpuPerM)),
+          publishCallMsPerMDeliveries: perVariant(reps, (r) => sig(r.publishPerM)),
+          clientCpu: perVariant(reps, (r) => sig(r.clientCpu, 2)),
+          clientBound,
+          ...(errors.length > 0 ? { errors } : {})
+        }
+      },
+      // The server's CPU per delivery holds even when the load generators' core is the limit.
+      {
+        metric: "server CPU ms per 1M deliveries",
+        better: "lower",
+        sluice: reps.sluice.map((r) => r.serverCpuPerM),
+        baseline: reps.raw.map((r) => r.serverCpuPerM)
+      },
+      // Like for like on the wire: each side with the other's framing.
+      {
+        params: { ...params, framing: "close-delimited, both" },
+        baselineName: "raw coalescing node:http, close-delimited",
+        sluice: reps.sluice.map((r) => r.rate),
+        baseline: reps["raw-close"].map((r) => r.rate)
+      },
+      {
+        params: { ...params, framing: "chunked, both" },
+        sluice: reps["sluice-chunked"].map((r) => r.rate),
+        baseline: reps.raw.map((r) => r.rate)
       }
-    }))
-    // The server's CPU per delivery holds even when the load generators' core is the limit.
-    rows.push(makeRow(ctx, {
-      scenario: "S3",
-      params,
-      metric: "server CPU ms per 1M deliveries",
-      better: "lower",
-      baselineName: "raw coalescing node:http",
-      sluice: reps.sluice.map((r) => r.serverCpuPerM),
-      baseline: reps.raw.map((r) => r.serverCpuPerM)
-    }))
-    // Like for like on the wire: each side with the other's framing.
-    rows.push(makeRow(ctx, {
-      scenario: "S3",
-      params: { ...params, framing: "close-delimited, both" },
-      metric: "delivered events/s",
-      better: "higher",
-      baselineName: "raw coalescing node:http, close-delimited",
-      sluice: reps.sluice.map((r) => r.rate),
-      baseline: reps["raw-close"].map((r) => r.rate)
-    }))
-    rows.push(makeRow(ctx, {
-      scenario: "S3",
-      params: { ...params, framing: "chunked, both" },
-      metric: "delivered events/s",
-      better: "higher",
-      baselineName: "raw coalescing node:http",
-      sluice: reps["sluice-chunked"].map((r) => r.rate),
-      baseline: reps.raw.map((r) => r.rate)
-    }))
+    ]))
   }
   return rows
 }

@@ -4,22 +4,20 @@
  * (~100 of them), every event asserted delivered to every stream.
  */
 import {
-  checkDelivery,
   type Ctx,
-  expectAll,
   failures,
   interleave,
   latencyAll,
-  makeRow,
-  openStreams,
-  profiled,
-  resetAll,
+  makeRows,
+  measureDelivery,
+  openStreamsOn,
+  perVariant,
   type Rig,
   type Row,
   SHARED,
-  waitConnections
+  warmUp
 } from "../lib/harness.js"
-import { quantile, sig } from "../lib/stats.js"
+import { latencyQuantiles, quantile, sig } from "../lib/stats.js"
 
 const SIZE = 70
 const RATE = 10
@@ -34,19 +32,17 @@ interface Rep {
 }
 
 const rep = async (ctx: Ctx, name: string, rig: Rig, k: number, durationMs: number): Promise<Rep> => {
-  const { clients, server } = rig
   const events = Math.round((durationMs / 1000) * RATE)
-  await resetAll(clients)
-  const [, pub] = await profiled(ctx, server, name, () =>
-    Promise.all([
-      expectAll(clients, events, durationMs + 60_000),
-      server.call<{ cpuMs: number; maxLateMs: number }>("rate", { perSec: RATE, durationMs, size: SIZE }, durationMs + 60_000)
-    ]))
-  const error = await checkDelivery(clients, k, events)
-  const samples = await latencyAll(clients)
+  const { error, published: pub } = await measureDelivery(
+    ctx,
+    name,
+    rig,
+    { k, perConn: events, timeoutMs: durationMs + 60_000 },
+    () => rig.server.call<{ cpuMs: number; maxLateMs: number }>("rate", { perSec: RATE, durationMs, size: SIZE }, durationMs + 60_000)
+  )
+  const samples = await latencyAll(rig.clients)
   return {
-    p50: quantile(samples, 0.5),
-    p99: quantile(samples, 0.99),
+    ...latencyQuantiles(samples),
     max: quantile(samples, 1),
     samples: samples.length,
     serverCpuMsPerEvent: pub.cpuMs / events,
@@ -61,11 +57,9 @@ export const s5 = async (ctx: Ctx): Promise<Array<Row>> => {
   const sampleEvery = Math.max(1, Math.round(k / 100))
   const rigs = await ctx.pool.get(ctx, SHARED, clientCount)
   for (const rig of [rigs.sluice, rigs.raw]) {
-    await openStreams(rig.clients, k, { sampleEvery })
-    await waitConnections(rig.server, k)
+    await openStreamsOn(rig, k, { sampleEvery })
     // Warm-up: one second of the same load, outside the measurement.
-    await resetAll(rig.clients)
-    await Promise.all([expectAll(rig.clients, RATE, 60_000), rig.server.call("rate", { perSec: RATE, durationMs: 1_000, size: SIZE })])
+    await warmUp(rig.clients, RATE, 60_000, () => rig.server.call("rate", { perSec: RATE, durationMs: 1_000, size: SIZE }))
   }
   const reps = await interleave(
     ctx,
@@ -77,36 +71,25 @@ export const s5 = async (ctx: Ctx): Promise<Array<Row>> => {
   const errors = failures(ctx, "S5", reps)
   const params = { k, eventsPerSec: RATE, durationMs, sampledStreams: Math.ceil(k / sampleEvery) }
   const extra = {
-    maxMs: { sluice: reps.sluice.map((r) => sig(r.max)), raw: reps.raw.map((r) => sig(r.max)) },
-    serverCpuMsPerEvent: {
-      sluice: reps.sluice.map((r) => sig(r.serverCpuMsPerEvent)),
-      raw: reps.raw.map((r) => sig(r.serverCpuMsPerEvent))
-    },
+    maxMs: perVariant(reps, (r) => sig(r.max)),
+    serverCpuMsPerEvent: perVariant(reps, (r) => sig(r.serverCpuMsPerEvent)),
     ...(errors.length > 0 ? { errors } : {})
   }
-  return [
-    makeRow(ctx, {
-      scenario: "S5",
-      params,
+  return makeRows(ctx, { scenario: "S5", params, better: "lower", baselineName: "raw coalescing node:http" }, [
+    {
       metric: "p50 latency ms",
-      better: "lower",
-      baselineName: "raw coalescing node:http",
       sluice: reps.sluice.map((r) => r.p50),
       baseline: reps.raw.map((r) => r.p50),
       goal: "<= 10 ms and <= 2x raw",
       check: (r) => r.sluice <= 10 && r.ratio <= 2,
       extra
-    }),
-    makeRow(ctx, {
-      scenario: "S5",
-      params,
+    },
+    {
       metric: "p99 latency ms",
-      better: "lower",
-      baselineName: "raw coalescing node:http",
       sluice: reps.sluice.map((r) => r.p99),
       baseline: reps.raw.map((r) => r.p99),
       goal: "<= 25 ms",
       check: (r) => r.sluice <= 25
-    })
-  ]
+    }
+  ])
 }

@@ -9,21 +9,23 @@
 import {
   checkDelivery,
   type Ctx,
-  expectAll,
   failures,
   interleave,
-  makeRow,
+  makeRows,
   noisyRounds,
-  openStreams,
+  openStreamsOn,
+  perVariant,
   profiled,
+  receiveWhile,
   resetAll,
   type Rig,
   type Row,
   waitConnections,
+  warmUp,
   withRigs
 } from "../lib/harness.js"
 import { stealMeter } from "../lib/env.js"
-import { quantile, sig } from "../lib/stats.js"
+import { latencyQuantiles, quantile, sig } from "../lib/stats.js"
 
 const PATH = "/events?topic=bench"
 const BUCKET_MS = 2_000
@@ -104,7 +106,7 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
     // The live streams are measured over the first `durationMs`; with the stalled client the bulk
     // topic goes on (bounded) until it has been ended and destroyed.
     await profiled(ctx, server, name, () =>
-      Promise.all([expectAll(clients, events, p.durationMs + BULK_GRACE_MS + 60_000), publish(server, p.durationMs, stalled)]))
+      receiveWhile(clients, events, p.durationMs + BULK_GRACE_MS + 60_000, () => publish(server, p.durationMs, stalled)))
     if (stalled) await waitConnections(server, p.k, p.writeDeadlineMs + p.stallTimeoutMs + 10_000).catch(() => {})
     const sample = await server.call<Sample>("sampleStop")
     const stealPct = steal()
@@ -117,8 +119,7 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
     }
     const memory = await server.call<{ heapUsed: number }>("memory")
     return {
-      p50: quantile(samples, 0.5),
-      p99: quantile(samples, 0.99),
+      ...latencyQuantiles(samples),
       p99Timeline: buckets.map((b) => sig(quantile(b, 0.99))),
       sample,
       heapAfterGc: memory.heapUsed,
@@ -128,11 +129,9 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
   }
 
   const reps = await withRigs(ctx, { sluice: config }, 1, async ({ sluice }) => {
-    await openStreams(sluice.clients, p.k, { path: PATH, sampleEvery })
-    await waitConnections(sluice.server, p.k)
+    await openStreamsOn(sluice, p.k, { path: PATH, sampleEvery })
     // Warm-up: two seconds of the same load.
-    await resetAll(sluice.clients)
-    await Promise.all([expectAll(sluice.clients, p.perSec * 2, 60_000), publish(sluice.server, 2_000)])
+    await warmUp(sluice.clients, p.perSec * 2, 60_000, () => publish(sluice.server, 2_000))
     return interleave(
       ctx,
       `S6 K=${p.k} ${p.perSec}/s`,
@@ -160,50 +159,42 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
     ),
     stalledDestroyedAfterMs: reps.stalled.map((r) => r.sample.closedAfterMs ?? null),
     stalledPeakBuffered: reps.stalled.map((r) => r.sample.maxSubscriberBytes),
-    serverGc: {
-      stalled: reps.stalled.map((r) => ({ count: r.sample.gcCount, totalMs: sig(r.sample.gcTotalMs), maxMs: sig(r.sample.gcMaxMs), major: r.sample.gcMajor })),
-      clean: reps.clean.map((r) => ({ count: r.sample.gcCount, totalMs: sig(r.sample.gcTotalMs), maxMs: sig(r.sample.gcMaxMs), major: r.sample.gcMajor }))
-    },
-    hostStealPct: { stalled: reps.stalled.map((r) => r.stealPct ?? null), clean: reps.clean.map((r) => r.stealPct ?? null) },
-    p99TimelineMs: { bucketMs: BUCKET_MS, stalled: reps.stalled.map((r) => r.p99Timeline), clean: reps.clean.map((r) => r.p99Timeline) },
+    serverGc: perVariant(reps, (r) => ({
+      count: r.sample.gcCount,
+      totalMs: sig(r.sample.gcTotalMs),
+      maxMs: sig(r.sample.gcMaxMs),
+      major: r.sample.gcMajor
+    })),
+    hostStealPct: perVariant(reps, (r) => r.stealPct ?? null),
+    p99TimelineMs: { bucketMs: BUCKET_MS, ...perVariant(reps, (r) => r.p99Timeline) },
     stalledPeakSocketWritable: reps.stalled.map((r) => r.sample.maxStalledWritable),
-    busWidePeakBuffered: { stalled: reps.stalled.map((r) => r.sample.maxBacklogBytes), clean: reps.clean.map((r) => r.sample.maxBacklogBytes) },
-    peakHeapUsed: { stalled: reps.stalled.map((r) => r.sample.maxHeapUsed), clean: reps.clean.map((r) => r.sample.maxHeapUsed) },
-    heapAfterGc: { stalled: reps.stalled.map((r) => r.heapAfterGc), clean: reps.clean.map((r) => r.heapAfterGc) },
+    busWidePeakBuffered: perVariant(reps, (r) => r.sample.maxBacklogBytes),
+    peakHeapUsed: perVariant(reps, (r) => r.sample.maxHeapUsed),
+    heapAfterGc: perVariant(reps, (r) => r.heapAfterGc),
     ...(errors.length > 0 ? { errors } : {})
   }
-  return [
-    makeRow(ctx, {
-      scenario: "S6",
-      params,
+  const shared = { scenario: "S6", params, better: "lower", baselineName: "same run without the stalled client" } as const
+  return makeRows(ctx, shared, [
+    {
       metric: "live streams' p99 latency ms",
-      better: "lower",
-      baselineName: "same run without the stalled client",
       sluice: reps.stalled.map((r) => r.p99),
       baseline: reps.clean.map((r) => r.p99),
       goal: "within 20 % (ratio <= 1.2)",
       check: (r) => r.ratio <= 1.2,
       extra
-    }),
-    makeRow(ctx, {
-      scenario: "S6",
-      params,
+    },
+    {
       metric: "live streams' p50 latency ms",
-      better: "lower",
-      baselineName: "same run without the stalled client",
       sluice: reps.stalled.map((r) => r.p50),
       baseline: reps.clean.map((r) => r.p50)
-    }),
-    makeRow(ctx, {
-      scenario: "S6",
-      params,
+    },
+    {
       metric: "peak bytes held for the stalled client",
-      better: "lower",
       baselineName: "its cap (maxBytes + 64 KiB socket slack)",
       sluice: held,
       baseline: held.map(() => cap),
       goal: "ended (overflow/stalled) and destroyed; peak <= cap",
       check: (r) => allEnded && r.sluice <= cap
-    })
-  ]
+    }
+  ])
 }

@@ -5,7 +5,7 @@
  * `Stream` (`platform`) and one whose body is a raw Node `Readable` (`platform-raw`), no bus.
  * `--heap` also writes heap snapshots at K1 and K2 (diff them with bench/heap-diff.ts).
  */
-import { type Ctx, interleave, makeRow, openStreams, type Row, SHARED, waitConnections, withRigs } from "../lib/harness.js"
+import { type Ctx, interleave, makeRows, openStreams, type Row, SHARED, waitConnections, withRigs } from "../lib/harness.js"
 import { sig } from "../lib/stats.js"
 
 interface Memory {
@@ -59,13 +59,9 @@ export const s7 = async (ctx: Ctx): Promise<Array<Row>> => {
   )
   const params = { k1, k2 }
   const heap = (mode: keyof typeof reps) => reps[mode].map((r) => r.heapPerConn)
-  return [
-    makeRow(ctx, {
-      scenario: "S7",
-      params,
+  return makeRows(ctx, { scenario: "S7", params, better: "lower", baselineName: "raw node:http" }, [
+    {
       metric: "idle heap bytes/connection",
-      better: "lower",
-      baselineName: "raw node:http",
       sluice: heap("sluice"),
       baseline: heap("raw"),
       goal: "<= 1.5x raw",
@@ -73,44 +69,29 @@ export const s7 = async (ctx: Ctx): Promise<Array<Row>> => {
       extra: {
         externalPerConn: { sluice: reps.sluice.map((r) => sig(r.externalPerConn)), raw: reps.raw.map((r) => sig(r.externalPerConn)) }
       }
-    }),
-    makeRow(ctx, {
-      scenario: "S7",
-      params,
+    },
+    {
       metric: "idle heap bytes/connection (platform floor, no bus)",
-      better: "lower",
-      baselineName: "raw node:http",
       sluice: heap("platform"),
       baseline: heap("raw"),
       extra: { note: "'sluice' column = an @effect/platform route with an endless Stream body" }
-    }),
-    makeRow(ctx, {
-      scenario: "S7",
-      params,
+    },
+    {
       metric: "idle heap bytes/connection (platform raw-body floor)",
-      better: "lower",
-      baselineName: "raw node:http",
       sluice: heap("platform-raw"),
       baseline: heap("raw"),
       extra: { note: "'sluice' column = an @effect/platform route with a raw Readable body" }
-    }),
-    makeRow(ctx, {
-      scenario: "S7",
-      params,
+    },
+    {
       metric: "idle heap bytes/connection vs platform floor",
-      better: "lower",
       baselineName: "@effect/platform Stream-body route",
       sluice: heap("sluice"),
       baseline: heap("platform")
-    }),
-    makeRow(ctx, {
-      scenario: "S7",
-      params,
+    },
+    {
       metric: "idle RSS bytes/connection",
-      better: "lower",
-      baselineName: "raw node:http",
       sluice: reps.sluice.map((r) => r.rssPerConn),
       baseline: reps.raw.map((r) => r.rssPerConn)
-    })
-  ]
+    }
+  ])
 }

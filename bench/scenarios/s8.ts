@@ -5,7 +5,7 @@
  * and its heap after GC must be within 5 % of the start. The log is filled to capacity first, so
  * retained events do not count as growth. The raw server runs the same churn for reference.
  */
-import { type Ctx, interleave, makeRow, type Row, SHARED, waitConnections } from "../lib/harness.js"
+import { type Ctx, interleave, makeRows, perVariant, type Row, SHARED, waitConnections } from "../lib/harness.js"
 import { sig } from "../lib/stats.js"
 
 interface Memory {
@@ -71,34 +71,25 @@ export const s8 = async (ctx: Ctx): Promise<Array<Row>> => {
   )
   const errors = reps.sluice.flatMap((r) => (r.backToZero ? [] : [ctx.fail("S8: sluice did not return to 0 streams")]))
   const params = { opensPerSec: churn.perSec, durationMs, holdMs: `${churn.holdMinMs}-${churn.holdMaxMs}`, abortFraction: churn.abortFraction, eventsPerSec: 20 }
-  return [
-    makeRow(ctx, {
-      scenario: "S8",
-      params,
+  return makeRows(ctx, { scenario: "S8", params, baselineName: "raw node:http, same churn" }, [
+    {
       metric: "heap after/before churn (after GC)",
       better: "lower",
-      baselineName: "raw node:http, same churn",
       sluice: reps.sluice.map((r) => r.heapRatio),
       baseline: reps.raw.map((r) => r.heapRatio),
       goal: "back to 0 streams; heap within 5 %",
       check: (r) => reps.sluice.every((x) => x.backToZero) && r.sluice <= 1.05 && r.sluice >= 0.95,
       extra: {
-        churn: { sluice: reps.sluice.map((r) => r.churn), raw: reps.raw.map((r) => r.churn) },
-        resources: {
-          sluice: reps.sluice.map((r) => ({ before: r.resourcesBefore, after: r.resourcesAfter })),
-          raw: reps.raw.map((r) => ({ before: r.resourcesBefore, after: r.resourcesAfter }))
-        },
+        churn: perVariant(reps, (r) => r.churn),
+        resources: perVariant(reps, (r) => ({ before: r.resourcesBefore, after: r.resourcesAfter })),
         ...(errors.length > 0 ? { errors } : {})
       }
-    }),
-    makeRow(ctx, {
-      scenario: "S8",
-      params,
+    },
+    {
       metric: "stream opens/s sustained",
       better: "higher",
-      baselineName: "raw node:http, same churn",
       sluice: reps.sluice.map((r) => r.opensPerSec),
       baseline: reps.raw.map((r) => r.opensPerSec)
-    })
-  ]
+    }
+  ])
 }
