@@ -383,6 +383,63 @@ describe("EventBus", () => {
         assert.strictEqual(stats.delivered, 10 + 10 + 20 + 5 + 1)
       }))
 
+    it.scoped("subscribers of one topic set share its filtered batch; predicates, caps and other sets stay their own", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const ab = yield* bus.subscribe({ topics: ["a", "b/*"] })
+        const ba = yield* bus.subscribe({ topics: ["b/*", "a", "a"] })
+        const odd = yield* bus.subscribe({ topics: ["a", "b/*"], filter: (e) => Number(e.data) % 2 === 1 })
+        const small = yield* bus.subscribe({ topics: ["a", "b/*"], maxEvents: 2 })
+        const c = yield* bus.subscribe({ topics: ["c"] })
+        const mixed = (from: number) =>
+          ["a", "c", "b/1", "z", "b/2", "a"].map((topic, i) => ({ topic, data: String(from + i) }))
+        const first = yield* bus.publishAll(mixed(0))
+        const wanted = first.filter((e) => e.topic === "a" || e.topic.startsWith("b/"))
+        const [abFirst] = yield* ab.takeAll
+        const [baFirst] = yield* ba.takeAll
+        assert.deepStrictEqual(Chunk.toArray(abFirst), wanted)
+        assert.deepStrictEqual(Chunk.toArray(baFirst), wanted)
+        assert.strictEqual(Chunk.toArray(abFirst)[0], Chunk.toArray(baFirst)[0])
+        assert.deepStrictEqual(Chunk.toArray((yield* odd.takeAll)[0]).map((e) => e.data), ["5"])
+        assert.deepStrictEqual(Chunk.toArray((yield* c.takeAll)[0]).map((e) => e.data), ["1"])
+        assert.strictEqual(yield* small.ended, "overflow")
+        assert.deepStrictEqual(yield* collect(small.events), wanted.slice(0, 2))
+        // A batch with nothing for a set leaves its buffers empty; the set still works afterwards.
+        yield* bus.publishAll([{ topic: "z", data: "x" }])
+        const second = yield* bus.publishAll(mixed(10))
+        const [abSecond] = yield* ab.takeAll
+        assert.deepStrictEqual(Chunk.toArray(abSecond), second.filter((e) => e.topic === "a" || e.topic.startsWith("b/")))
+        yield* ba.end("closed")
+        const third = yield* bus.publishAll(mixed(20))
+        const [abThird] = yield* ab.takeAll
+        assert.deepStrictEqual(Chunk.toArray(abThird), third.filter((e) => e.topic === "a" || e.topic.startsWith("b/")))
+        const later = yield* bus.subscribe({ topics: ["a", "b/*"] })
+        const fourth = yield* bus.publishAll(mixed(30))
+        assert.deepStrictEqual(
+          Chunk.toArray((yield* later.takeAll)[0]),
+          fourth.filter((e) => e.topic === "a" || e.topic.startsWith("b/"))
+        )
+      }))
+
+    it.scoped("a topic set's shared matcher is released with its last subscriber", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const probe = yield* bus.subscribe()
+        const matchers = (subscriberOf(probe).hub as unknown as { readonly matchers: Map<string, unknown> }).matchers
+        const scope = yield* Scope.make()
+        for (let i = 0; i < 50; i++) {
+          yield* Scope.extend(bus.subscribe({ topics: [`t/${i}`, "shared/*"] }), scope)
+          yield* Scope.extend(bus.subscribe({ topics: ["shared/*", `t/${i}`] }), scope)
+        }
+        assert.strictEqual(matchers.size, 50)
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(matchers.size, 0)
+        // A subscription whose start fails releases its matcher too.
+        const failing = yield* Effect.exit(bus.subscribe({ topics: ["x"], maxEvents: -1 }))
+        assert.isTrue(Exit.isFailure(failing))
+        assert.strictEqual(matchers.size, 0)
+      }))
+
     it.scoped("filtered-out events never occupy a buffer (topics, prefixes and the filter predicate)", () =>
       Effect.gen(function*() {
         const { bus } = yield* makeBus()

@@ -62,16 +62,25 @@ export class Subscriber {
   /** Created on first `await`: most subscriptions (every SSE connection) never need it. */
   private endedDeferred: Deferred.Deferred<EventBus.EndReason> | undefined = undefined
 
+  /** Topics and filter together: what the slow path and the replay test each event with. */
+  readonly match: ((event: Event.Event) => boolean) | undefined
+
   constructor(
     readonly hub: Hub,
-    readonly match: ((event: Event.Event) => boolean) | undefined,
+    /** The shared matcher of this subscriber's topic set; `undefined` for every topic. */
+    readonly topics: TopicMatcher | undefined,
+    /** The caller's predicate, if any (it may throw: the slow path guards it). */
+    readonly filter: ((event: Event.Event) => boolean) | undefined,
     readonly maxEvents: number,
     readonly maxBytes: number,
     /** A non-empty buffer not drained for this long (ms) ends the subscriber as `stalled`. */
     readonly stallTimeout: number,
     /** Live events with `seq <= floor` are skipped: the replay covers them. */
     public floor: number
-  ) {}
+  ) {
+    const test = topics?.test
+    this.match = test === undefined ? filter : filter === undefined ? test : (event) => test(event) && filter(event)
+  }
 
   /** Completes with the end reason once ended. */
   get ended(): Deferred.Deferred<EventBus.EndReason> {
@@ -123,7 +132,22 @@ export class Subscriber {
     this.bytes = 0
     this.notify = undefined
     this.hub.remove(this)
+    if (this.topics !== undefined) this.hub.releaseMatcher(this.topics)
   }
+}
+
+/**
+ * The compiled topic set of one or more subscribers. Every subscriber with the same set shares one
+ * matcher, so the fan-out filters a batch once per set and hands the same read-only result to each.
+ * @internal
+ */
+export class TopicMatcher {
+  refs = 0
+  /** The batch (`Hub.batches`) that `events` and `bytes` were computed for. */
+  batch = -1
+  events: Array<Event.Event> = []
+  bytes = 0
+  constructor(readonly key: string, readonly test: (event: Event.Event) => boolean) {}
 }
 
 /**
@@ -134,6 +158,9 @@ export class Subscriber {
 export class Hub {
   readonly active: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
+  private readonly matchers = new Map<string, TopicMatcher>()
+  /** Counts fan-out batches, to tell a matcher's cached result from a stale one. */
+  private batches = 0
   position = 0
   epoch = ""
   shuttingDown = false
@@ -169,24 +196,50 @@ export class Hub {
     if (active.length === 0) return
     // Each subscriber is complete once its turn ends, so it is notified right then; a notification
     // only schedules work (a fiber resume, a writer flush) and never re-enters the fan-out.
-    // One private copy of the batch, shared (read-only) by every subscriber that takes all of it
-    // into an empty buffer: the common unfiltered case then costs O(1) per subscriber, not O(events).
+    // A subscriber without a predicate whose buffer is empty takes its topic set's share of the batch
+    // as one read-only array, computed once per set (for no topics, a private copy of the batch):
+    // the common case then costs O(1) per subscriber, not O(events).
+    const batch = ++this.batches
     let shared: Array<Event.Event> | undefined = undefined
-    let sharedBytes = -1
+    let sharedBytes = 0
     for (let j = 0; j < active.length; j++) {
       const sub = active[j]!
-      if (sub.match === undefined && sub.buffer.length === 0 && sub.floor < firstSeq) {
-        if (sharedBytes < 0) {
-          shared = events.slice()
-          sharedBytes = 0
-          for (let i = 0; i < n; i++) sharedBytes += frameSizeOf(events[i]!)
+      if (sub.filter === undefined && sub.buffer.length === 0 && sub.floor < firstSeq) {
+        let group: Array<Event.Event>
+        let groupBytes: number
+        const topics = sub.topics
+        if (topics === undefined) {
+          if (shared === undefined) {
+            shared = events.slice()
+            for (let i = 0; i < n; i++) sharedBytes += frameSizeOf(events[i]!)
+          }
+          group = shared
+          groupBytes = sharedBytes
+        } else {
+          if (topics.batch !== batch) {
+            const picked: Array<Event.Event> = []
+            let bytes = 0
+            for (let i = 0; i < n; i++) {
+              const event = events[i]!
+              if (topics.test(event)) {
+                picked.push(event)
+                bytes += frameSizeOf(event)
+              }
+            }
+            topics.batch = batch
+            topics.events = picked
+            topics.bytes = bytes
+          }
+          group = topics.events
+          groupBytes = topics.bytes
         }
-        if (n <= sub.maxEvents && sharedBytes <= sub.maxBytes) {
-          sub.buffer = shared!
+        if (group.length === 0) continue
+        if (group.length <= sub.maxEvents && groupBytes <= sub.maxBytes) {
+          sub.buffer = group
           sub.shared = true
-          sub.bytes = sharedBytes
-          this.bufferedEvents += n
-          this.bufferedBytes += sharedBytes
+          sub.bytes = groupBytes
+          this.bufferedEvents += group.length
+          this.bufferedBytes += groupBytes
           const notify = sub.notify
           if (notify !== undefined) notify()
           continue
@@ -222,6 +275,27 @@ export class Hub {
         if (notify !== undefined) notify()
       }
     }
+  }
+
+  /** The shared matcher of a validated topic set, or `undefined` when it matches every topic. */
+  acquireMatcher(patterns: ReadonlyArray<string>): TopicMatcher | undefined {
+    if (patterns.length === 0) return undefined
+    const key = Array.from(new Set(patterns)).sort().join("\n")
+    let matcher = this.matchers.get(key)
+    if (matcher === undefined) {
+      const topicMatch = compileTopics(patterns)
+      if (topicMatch === undefined) return undefined
+      matcher = new TopicMatcher(key, (event) => topicMatch(event.topic))
+      this.matchers.set(key, matcher)
+    }
+    matcher.refs++
+    return matcher
+  }
+
+  releaseMatcher(matcher: TopicMatcher): void {
+    if (--matcher.refs > 0) return
+    this.matchers.delete(matcher.key)
+    matcher.events = []
   }
 
   register(sub: Subscriber): void {
@@ -488,26 +562,23 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
             )
           }
         }
-        const topicMatch = compileTopics(topics)
-        const predicate = subscribeOptions?.filter
-        const match = topicMatch === undefined
-          ? predicate
-          : predicate === undefined
-          ? (event: Event.Event) => topicMatch(event.topic)
-          : (event: Event.Event) => topicMatch(event.topic) && predicate(event)
         const maxReplay = positiveInt("maxReplay", subscribeOptions?.maxReplay, config.maxReplay)
 
         // Register first: from this synchronous step on, every event after `position` reaches the buffer.
         const sub = yield* Effect.acquireRelease(
           Effect.sync(() => {
+            const maxEvents = positiveInt("maxEvents", subscribeOptions?.maxEvents, config.maxEvents)
+            const maxBytes = positiveInt("maxBytes", subscribeOptions?.maxBytes, config.maxBytes)
+            const stallTimeout = subscribeOptions?.stallTimeout === undefined
+              ? config.stallTimeout
+              : Duration.toMillis(Duration.decode(subscribeOptions.stallTimeout))
             const s = new Subscriber(
               hub,
-              match,
-              positiveInt("maxEvents", subscribeOptions?.maxEvents, config.maxEvents),
-              positiveInt("maxBytes", subscribeOptions?.maxBytes, config.maxBytes),
-              subscribeOptions?.stallTimeout === undefined
-                ? config.stallTimeout
-                : Duration.toMillis(Duration.decode(subscribeOptions.stallTimeout)),
+              hub.acquireMatcher(topics),
+              subscribeOptions?.filter,
+              maxEvents,
+              maxBytes,
+              stallTimeout,
               hub.position
             )
             hub.register(s)
@@ -520,7 +591,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
 
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
-        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, match).pipe(
+        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, sub.match).pipe(
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")

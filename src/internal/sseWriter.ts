@@ -135,19 +135,23 @@ export class Writer {
 
   private clearCache(): void {
     this.cacheBytes = undefined
+    this.cacheBatch = undefined
     this.cacheFirst = this.cacheLast = -1
   }
 
   /**
-   * Bytes of the last contiguous batch encoded in this flush: every connection whose batch is the
-   * same run of sequence numbers (the common case: unfiltered or same-topic subscribers) writes the
-   * same shared buffer, so coalescing costs one concatenation per tick, not one per connection.
+   * Bytes of the last batch encoded in this flush. Subscribers of the same topic set usually hold
+   * the very same read-only batch array (the fan-out shares it), and otherwise often the same run of
+   * sequence numbers: either way they write one shared buffer, so coalescing costs one concatenation
+   * per tick, not one per connection.
    */
+  private cacheBatch: ReadonlyArray<Event.Event> | undefined = undefined
   private cacheFirst = -1
   private cacheLast = -1
   private cacheBytes: Uint8Array | undefined = undefined
 
   private encode(batch: ReadonlyArray<Event.Event>): Uint8Array {
+    if (batch === this.cacheBatch) return this.cacheBytes!
     const n = batch.length
     const first = batch[0]!.id.seq
     const last = batch[n - 1]!.id.seq
@@ -166,11 +170,10 @@ export class Writer {
       }
       bytes = Buffer.concat(frames, total)
     }
-    if (contiguous) {
-      this.cacheFirst = first
-      this.cacheLast = last
-      this.cacheBytes = bytes
-    }
+    this.cacheBatch = batch
+    this.cacheBytes = bytes
+    this.cacheFirst = contiguous ? first : -1
+    this.cacheLast = contiguous ? last : -1
     return bytes
   }
 
