@@ -75,16 +75,65 @@ export const frameSizeOf = (event: Event.Event): number =>
   event instanceof EventRecord ? EventRecord.size(event, measureFrame) : frameOf(event).byteLength
 
 const measureFrame = (event: Event.Event): number => {
-  const data = event.data
+  const id = event.id
   const type = event.type
-  const id = formatId(event.id)
-  // Multi-line data and control characters change the text: measure the real encoding.
-  if (data.indexOf("\n") !== -1 || data.indexOf("\r") !== -1 || hasControl(id) || hasControl(type)) {
+  const dataBytes = utf8Length(event.data, false)
+  const epochBytes = epochLength(id.epoch)
+  const seq = id.seq
+  const typeBytes = type === "message" ? 0 : utf8Length(type, true)
+  // Multi-line data, control characters in the id or type, or an unusual seq change the text:
+  // measure the real encoding.
+  if (dataBytes < 0 || epochBytes < 0 || typeBytes < 0 || !Number.isSafeInteger(seq) || seq < 0) {
     return Buffer.byteLength(encodeEventText(event), "utf8")
   }
-  // `id: <id>\n` [`event: <type>\n`] `data: <data>\n` `\n`
-  return 5 + Buffer.byteLength(id, "utf8") + (type === "message" ? 0 : 8 + Buffer.byteLength(type, "utf8")) + 7 +
-    Buffer.byteLength(data, "utf8") + 1
+  // `id: <epoch>-<seq>\n` [`event: <type>\n`] `data: <data>\n` `\n`
+  return 4 + epochBytes + 1 + decimalDigits(seq) + 1 + (type === "message" ? 0 : 8 + typeBytes) + 6 + dataBytes + 2
+}
+
+/**
+ * The UTF-8 length of `s` (lone surrogates count as U+FFFD, as `Buffer` encodes them), or -1 when
+ * it holds a CR or LF, or with `controls` any control character: one plain pass, no allocation.
+ */
+const utf8Length = (s: string, controls: boolean): number => {
+  let bytes = 0
+  const n = s.length
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) {
+      if (c < 0x20 || c === 0x7f) {
+        if (c === 10 || c === 13 || controls) return -1
+      }
+      bytes += 1
+    } else if (c < 0x800) {
+      bytes += 2
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4
+      i++
+    } else {
+      bytes += 3
+    }
+  }
+  return bytes
+}
+
+/** A log's events share one epoch string: measure it once. */
+let lastEpoch = ""
+let lastEpochBytes = 0
+const epochLength = (epoch: string): number => {
+  if (epoch !== lastEpoch) {
+    lastEpochBytes = utf8Length(epoch, true)
+    lastEpoch = epoch
+  }
+  return lastEpochBytes
+}
+
+const decimalDigits = (n: number): number => {
+  let digits = 1
+  while (n >= 10) {
+    n = Math.floor(n / 10)
+    digits++
+  }
+  return digits
 }
 
 /** @internal */
