@@ -143,7 +143,10 @@ export const s6 = async (ctx: Ctx): Promise<Array<Row>> => {
             `(overflow ${r.sample.ended_overflow ?? 0}, stalled ${r.sample.ended_stalled ?? 0}), closed after ` +
             `${sig(r.sample.closedAfterMs ?? NaN)} ms, peak held ${r.sample.maxSubscriberBytes} B buffered + ` +
             `${r.sample.maxStalledWritable} B in the socket; p99 per ${BUCKET_MS / 1000} s: ${r.p99Timeline.join(" ")}; ` +
-            `GC ${r.sample.gcCount}x, max ${sig(r.sample.gcMaxMs)} ms, major at ${r.sample.gcMajor.map(([at, ms]) => `${sig(at / 1000, 2)} s (${ms} ms)`).join(", ")}`,
+            `GC ${r.sample.gcCount}x, max ${sig(r.sample.gcMaxMs)} ms, ` +
+            (r.sample.gcMajor.length === 0
+              ? "no major GC"
+              : `major at ${r.sample.gcMajor.map(([at, ms]) => `${sig(at / 1000, 2)} s (${ms} ms)`).join(", ")}`),
       noisyRounds(ctx)
     )
   })
