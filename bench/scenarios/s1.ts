@@ -1,7 +1,9 @@
 /**
  * S1: in-process fan-out (bench/inproc.ts in its own process), sluice through the Effect API (a
  * `Stream` consumer and a `takeAll` loop) vs an EventEmitter feeding per-listener arrays drained in
- * a microtask, interleaved per N.
+ * a microtask, interleaved per N. Each implementation runs in a process of its own, as JMH forks per
+ * benchmark: the Effect runtime is shared code, and a `Stream` consumer measured in the same process
+ * made the `takeAll` loop's call sites polymorphic (and the other way round).
  */
 import { type Ctx, interleave, makeRow, type Row, SERVER_CPU } from "../lib/harness.js"
 import { spawnChild } from "../lib/ipc.js"
@@ -15,15 +17,20 @@ export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
   const shapes = ctx.smoke
     ? [{ batch: 64, yieldEvery: 64 }]
     : [{ batch: 64, yieldEvery: 64 }, { batch: 64, yieldEvery: 1024 }]
-  const child = await spawnChild("inproc", "inproc.ts", {}, { cpu: ctx.pin ? SERVER_CPU : undefined })
+  const impls = ["sluice", "sluice-takeAll", "emitter"] as const
+  const children = Object.fromEntries(
+    await Promise.all(impls.map(async (impl) =>
+      [impl, await spawnChild(`inproc(${impl})`, "inproc.ts", {}, { cpu: ctx.pin ? SERVER_CPU : undefined })] as const
+    ))
+  ) as Record<(typeof impls)[number], Awaited<ReturnType<typeof spawnChild>>>
   const rows: Array<Row> = []
   try {
     for (const shape of shapes) {
       for (const n of ns) {
         // N = 1 is publish-bound (about 5 µs per event for sluice): fewer events keep it short.
         const events = Math.max(shape.yieldEvery, Math.round(Math.min(deliveries / n, deliveries / 4)))
-        const run = (impl: "sluice" | "sluice-takeAll" | "emitter", scale = 1, profile?: string) =>
-          child.call<{ rate: number; file?: string }>(
+        const run = (impl: (typeof impls)[number], scale = 1, profile?: string) =>
+          children[impl].call<{ rate: number; file?: string }>(
             "run",
             {
               impl,
@@ -35,13 +42,11 @@ export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
             300_000
           )
         // Warm-up at 10 % of the size, outside the timing.
-        await run("sluice", 0.1)
-        await run("sluice-takeAll", 0.1)
-        await run("emitter", 0.1)
+        for (const impl of impls) await run(impl, 0.1)
         const reps = await interleave(
           ctx,
           `S1 N=${n} batch=${shape.batch} yieldEvery=${shape.yieldEvery}`,
-          ["sluice", "sluice-takeAll", "emitter"] as const,
+          impls,
           (impl, round) =>
             run(impl, 1, ctx.prof && round === ctx.rounds - 1 ? `S1-N${n}-y${shape.yieldEvery}-${impl}` : undefined),
           (r) => `${human(r.rate)} deliveries/s${r.file === undefined ? "" : ` (profile ${r.file})`}`
@@ -62,7 +67,7 @@ export const s1 = async (ctx: Ctx): Promise<Array<Row>> => {
       }
     }
   } finally {
-    await child.stop()
+    await Promise.all(Object.values(children).map((c) => c.stop()))
   }
   return rows
 }
