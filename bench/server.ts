@@ -35,6 +35,8 @@ export interface ServerConfig {
    * like sluice's default). sluice uses its default unless `route.chunked` is set.
    */
   readonly framing?: "chunked" | "close"
+  /** `false`: sluice with the platform's request spans turned off (S7). */
+  readonly tracer?: boolean
 }
 
 interface Target {
@@ -92,6 +94,7 @@ const startSluice = async (): Promise<Target> => {
   const server = await Effect.runPromise(Scope.extend(
     startServer({
       bus: { log: { maxEvents: config.logMaxEvents ?? 10_000 } },
+      ...(config.tracer === undefined ? {} : { tracer: config.tracer }),
       route: {
         heartbeat: HOUR, // a heartbeat is a frame: keep them out of the exact delivery counts
         ...(route.maxEvents === undefined ? {} : { maxEvents: route.maxEvents }),

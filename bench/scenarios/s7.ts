@@ -25,6 +25,7 @@ export const s7 = async (ctx: Ctx): Promise<Array<Row>> => {
   const clientCount = k2 >= 1000 ? 2 : 1
   const configs = {
     sluice: SHARED.sluice,
+    "sluice-untraced": { mode: "sluice", tracer: false },
     raw: SHARED.raw,
     platform: { mode: "platform", platformBody: "stream" },
     "platform-raw": { mode: "platform", platformBody: "raw" }
@@ -34,7 +35,7 @@ export const s7 = async (ctx: Ctx): Promise<Array<Row>> => {
   const reps = await interleave(
     ctx,
     `S7 K=${k1}->${k2}`,
-    ["sluice", "raw", "platform", "platform-raw"] as const,
+    ["sluice", "sluice-untraced", "raw", "platform", "platform-raw"] as const,
     (mode, round) =>
       withRigs(ctx, { [mode]: configs[mode] }, clientCount, async (rigs): Promise<Rep> => {
         const { clients, server } = rigs[mode]!
@@ -69,6 +70,11 @@ export const s7 = async (ctx: Ctx): Promise<Array<Row>> => {
       extra: {
         externalPerConn: { sluice: reps.sluice.map((r) => sig(r.externalPerConn)), raw: reps.raw.map((r) => sig(r.externalPerConn)) }
       }
+    },
+    {
+      metric: "idle heap bytes/connection, request spans off (HttpMiddleware.withTracerDisabledWhen)",
+      sluice: heap("sluice-untraced"),
+      baseline: heap("raw")
     },
     {
       metric: "idle heap bytes/connection (platform floor, no bus)",

@@ -1,3 +1,4 @@
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
@@ -26,6 +27,8 @@ export const startServer = (options?: {
   readonly route?: SseRoute.Options
   /** Wraps the memory log the bus runs on (e.g. to give `read` the latency of a remote backend). */
   readonly wrapLog?: (log: EventLog.EventLog["Type"]) => EventLog.EventLog["Type"]
+  /** `false` turns the platform's request spans off (`HttpMiddleware.withTracerDisabledWhen`). */
+  readonly tracer?: boolean
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
@@ -33,10 +36,10 @@ export const startServer = (options?: {
       server = Http.createServer()
       return server
     }, { port: 0, host: "127.0.0.1" })
-    const appLayer = Layer.mergeAll(
-      HttpServer.serve(SseRoute.router),
-      Layer.effectDiscard(Effect.void)
-    ).pipe(
+    const served = options?.tracer === false
+      ? HttpServer.serve(SseRoute.router).pipe(HttpMiddleware.withTracerDisabledWhen(() => true))
+      : HttpServer.serve(SseRoute.router)
+    const appLayer = Layer.mergeAll(served, Layer.effectDiscard(Effect.void)).pipe(
       Layer.provideMerge(SseRoute.layer(options?.route)),
       Layer.provideMerge(busLayer(options?.bus, options?.wrapLog)),
       Layer.provideMerge(serverLayer)
