@@ -11,7 +11,7 @@ import * as Path from "node:path"
 import { env as makeEnv, stealMeter } from "./lib/env.js"
 import { type Ctx, RigPool, type Row } from "./lib/harness.js"
 import { ROOT } from "./lib/ipc.js"
-import { human, sig } from "./lib/stats.js"
+import { markdownTable } from "./lib/table.js"
 
 type Scenario = (ctx: Ctx) => Promise<Array<Row>>
 const SCENARIOS: Record<string, () => Promise<Scenario>> = {
@@ -90,16 +90,7 @@ for (const name of names) {
 
 await ctx.pool.stop()
 
-const fmt = (x: number, metric: string) => (/events\/s|deliveries\/s/.test(metric) ? human(x) : String(sig(x)))
-const table = [
-  "| Scenario | Params | Metric | sluice | baseline | ratio (median) | spread | goal | met |",
-  "|---|---|---|---|---|---|---|---|---|",
-  ...rows.map((r) => {
-    const params = Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(" ")
-    const met = r.met === undefined ? "" : r.met ? "yes" : "**no**"
-    return `| ${r.scenario} | ${params} | ${r.metric} | ${fmt(r.sluice, r.metric)} | ${fmt(r.baseline, r.metric)} (${r.baselineName}) | ${r.ratio} | ${r.spread[0]}–${r.spread[1]} | ${r.goal ?? ""} | ${met} |`
-  })
-].join("\n")
+const table = markdownTable(rows)
 console.log("\n" + table + "\n")
 ctx.log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; results appended to ${Path.relative(ROOT, resultsFile)}`)
 if (failures.length > 0) {
