@@ -167,7 +167,7 @@ export class PublishError extends Data.TaggedError("PublishError")<{
  * @category errors
  */
 export class SubscribeError extends Data.TaggedError("SubscribeError")<{
-  readonly reason: "InvalidTopic" | "Unavailable"
+  readonly reason: "InvalidTopic" | "InvalidOption" | "Unavailable"
   readonly message: string
   readonly cause?: unknown
 }> {}

@@ -267,6 +267,25 @@ describe("EventBus", () => {
         assert.strictEqual((yield* bus.stats).subscribers, 0)
       }))
 
+    it.scoped("refuses a limit that is not positive with a SubscribeError InvalidOption and registers nothing", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        const bad: ReadonlyArray<EventBus.SubscribeOptions> = [
+          { maxEvents: 0 },
+          { maxBytes: -1 },
+          { maxReplay: Number.NaN },
+          { stallTimeout: "0 millis" },
+          { stallTimeout: "soon" as never }
+        ]
+        for (const options of bad) {
+          const error = yield* Effect.flip(bus.subscribe({ topics: ["t"], ...options }))
+          assert.strictEqual(error._tag, "SubscribeError")
+          assert.strictEqual(error.reason, "InvalidOption", JSON.stringify(options))
+          assert.isAbove(error.message.length, 0)
+        }
+        assert.strictEqual((yield* bus.stats).subscribers, 0)
+      }))
+
     it.scoped("fans out to 3 subscribers × 10,000 events, each in exactly the log's order", () =>
       Effect.gen(function*() {
         const { bus, log } = yield* makeBus({ maxEvents: 10_000, log: { maxEvents: 20_000 } })
@@ -434,9 +453,9 @@ describe("EventBus", () => {
         assert.strictEqual(matchers.size, 50)
         yield* Scope.close(scope, Exit.void)
         assert.strictEqual(matchers.size, 0)
-        // A subscription whose start fails releases its matcher too.
-        const failing = yield* Effect.exit(bus.subscribe({ topics: ["x"], maxEvents: -1 }))
-        assert.isTrue(Exit.isFailure(failing))
+        // A subscription refused for its options never takes a matcher.
+        const failing = yield* Effect.flip(bus.subscribe({ topics: ["x"], maxEvents: -1 }))
+        assert.strictEqual(failing.reason, "InvalidOption")
         assert.strictEqual(matchers.size, 0)
       }))
 

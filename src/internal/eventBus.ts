@@ -492,6 +492,27 @@ const positiveInt = (name: string, value: number | undefined, fallback: number):
   return Math.floor(value)
 }
 
+/** A subscription's limits with the bus's defaults applied, or what is wrong with them. */
+const subscribeLimits = (
+  options: EventBus.SubscribeOptions | undefined,
+  config: ReturnType<typeof resolveOptions>
+): { maxEvents: number; maxBytes: number; maxReplay: number; stallTimeout: number } | string => {
+  try {
+    const stallTimeout = options?.stallTimeout === undefined
+      ? config.stallTimeout
+      : Duration.toMillis(Duration.decode(options.stallTimeout))
+    if (!(stallTimeout > 0)) return `stallTimeout must be a positive duration, got ${String(options?.stallTimeout)}`
+    return {
+      maxEvents: positiveInt("maxEvents", options?.maxEvents, config.maxEvents),
+      maxBytes: positiveInt("maxBytes", options?.maxBytes, config.maxBytes),
+      maxReplay: positiveInt("maxReplay", options?.maxReplay, config.maxReplay),
+      stallTimeout
+    }
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e)
+  }
+}
+
 /** @internal */
 export const resolveOptions = (options: EventBus.Options | undefined) => ({
   maxEvents: positiveInt("maxEvents", options?.maxEvents, 1_000),
@@ -562,16 +583,15 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
             )
           }
         }
-        const maxReplay = positiveInt("maxReplay", subscribeOptions?.maxReplay, config.maxReplay)
+        const limits = subscribeLimits(subscribeOptions, config)
+        if (typeof limits === "string") {
+          return yield* Effect.fail(new EventBus.SubscribeError({ reason: "InvalidOption", message: limits }))
+        }
+        const { maxBytes, maxEvents, maxReplay, stallTimeout } = limits
 
         // Register first: from this synchronous step on, every event after `position` reaches the buffer.
         const sub = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const maxEvents = positiveInt("maxEvents", subscribeOptions?.maxEvents, config.maxEvents)
-            const maxBytes = positiveInt("maxBytes", subscribeOptions?.maxBytes, config.maxBytes)
-            const stallTimeout = subscribeOptions?.stallTimeout === undefined
-              ? config.stallTimeout
-              : Duration.toMillis(Duration.decode(subscribeOptions.stallTimeout))
             const s = new Subscriber(
               hub,
               hub.acquireMatcher(topics),

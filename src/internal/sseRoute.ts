@@ -30,6 +30,19 @@ const HEARTBEAT = ":\n\n"
 const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
 
+// A misconfigured route fails when its layer is built, not on every request.
+const positiveOrUnset = (name: string, value: number | undefined): number | undefined => {
+  if (value !== undefined && !(Number.isFinite(value) && value >= 1)) {
+    throw new RangeError(`SseRoute option ${name} must be a positive number, got ${value}`)
+  }
+  return value
+}
+
+const positiveMillis = (name: string, value: number): number => {
+  if (!(value > 0)) throw new RangeError(`SseRoute option ${name} must be a positive duration, got ${value} ms`)
+  return value
+}
+
 /** @internal */
 export const resolve = (options: SseRoute.Options | undefined): SseRoute.ResolvedOptions => {
   const retryMin = Math.max(RETRY_FLOOR, millis(options?.retryMin, 1_000))
@@ -45,10 +58,10 @@ export const resolve = (options: SseRoute.Options | undefined): SseRoute.Resolve
     writeDeadline: Math.max(10, millis(options?.writeDeadline, 10_000)),
     maxLifetime: maxLifetime !== undefined && maxLifetime > 0 ? maxLifetime : undefined,
     drainTimeout: Math.max(0, millis(options?.drainTimeout, 1_000)),
-    stallTimeout: millis(options?.stallTimeout, 30_000),
-    maxEvents: options?.maxEvents,
-    maxBytes: options?.maxBytes,
-    maxReplay: options?.maxReplay,
+    stallTimeout: positiveMillis("stallTimeout", millis(options?.stallTimeout, 30_000)),
+    maxEvents: positiveOrUnset("maxEvents", options?.maxEvents),
+    maxBytes: positiveOrUnset("maxBytes", options?.maxBytes),
+    maxReplay: positiveOrUnset("maxReplay", options?.maxReplay),
     maxTopics: options?.maxTopics ?? 32,
     publish: options?.publish ?? false,
     maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,

@@ -109,4 +109,15 @@ describe("SseRoute router styles", () => {
       yield* proveStream(url, bus)
       yield* proveDrain(url, scope)
     }))
+
+  it.effect("a route layer with a limit that is not positive fails to build, naming the option", () =>
+    Effect.gen(function*() {
+      for (const options of [{ maxEvents: 0 }, { maxBytes: -5 }, { maxReplay: Number.NaN }, { stallTimeout: "0 millis" }]) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+          SseRoute.layer(options).pipe(Layer.provide(EventBus.layerMemory()))
+        )))
+        assert.isTrue(Exit.isFailure(exit), JSON.stringify(options))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), Object.keys(options)[0]!)
+      }
+    }))
 })
