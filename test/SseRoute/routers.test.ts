@@ -112,7 +112,13 @@ describe("SseRoute router styles", () => {
 
   it.effect("a route layer with a limit that is not positive fails to build, naming the option", () =>
     Effect.gen(function*() {
-      for (const options of [{ maxEvents: 0 }, { maxBytes: -5 }, { maxReplay: Number.NaN }, { stallTimeout: "0 millis" }]) {
+      const bad: ReadonlyArray<SseRoute.Options> = [
+        { maxEvents: 0 },
+        { maxBytes: -5 },
+        { maxReplay: Number.NaN },
+        { stallTimeout: "0 millis" }
+      ]
+      for (const options of bad) {
         const exit = yield* Effect.exit(Effect.scoped(Layer.build(
           SseRoute.layer(options).pipe(Layer.provide(EventBus.layerMemory()))
         )))
