@@ -16,7 +16,7 @@ import * as EventBus from "../EventBus.js"
 import * as EventLog from "../EventLog.js"
 import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
 import * as metrics from "./metrics.js"
-import { frameSizeOf } from "./sse.js"
+import { frameOf, frameSizeOf } from "./sse.js"
 
 const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed"]
 const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
@@ -54,6 +54,11 @@ export class Subscriber {
   closed = false
   /** `buffer` is a batch array shared with other subscribers: copy it before pushing. */
   shared = false
+  /**
+   * Its consumer writes the encoded frames (an SSE connection): the fan-out then sizes an event by
+   * encoding it, once, instead of measuring it and encoding it later.
+   */
+  encodes = false
   /** Called (synchronously, from the fan-out or from `end`) when events arrived or the subscriber ended. */
   notify: (() => void) | undefined = undefined
   drains = 0
@@ -211,19 +216,21 @@ export class Hub {
         if (topics === undefined) {
           if (shared === undefined) {
             shared = events.slice()
-            for (let i = 0; i < n; i++) sharedBytes += frameSizeOf(events[i]!)
+            const sizeOf = sub.encodes ? encodedSize : frameSizeOf
+            for (let i = 0; i < n; i++) sharedBytes += sizeOf(events[i]!)
           }
           group = shared
           groupBytes = sharedBytes
         } else {
           if (topics.batch !== batch) {
             const picked: Array<Event.Event> = []
+            const sizeOf = sub.encodes ? encodedSize : frameSizeOf
             let bytes = 0
             for (let i = 0; i < n; i++) {
               const event = events[i]!
               if (topics.test(event)) {
                 picked.push(event)
-                bytes += frameSizeOf(event)
+                bytes += sizeOf(event)
               }
             }
             topics.batch = batch
@@ -254,7 +261,7 @@ export class Hub {
           if (sub.endReason !== undefined) break // the filter threw and ended it
           continue
         }
-        const size = frameSizeOf(event)
+        const size = sub.encodes ? encodedSize(event) : frameSizeOf(event)
         if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
           sub.end("overflow")
           break
@@ -370,6 +377,8 @@ export class Hub {
     for (const sub of Array.from(this.all)) sub.end("shutdown")
   }
 }
+
+const encodedSize = (event: Event.Event): number => frameOf(event).byteLength
 
 const safeMatch = (sub: Subscriber, event: Event.Event): boolean => {
   try {

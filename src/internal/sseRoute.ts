@@ -292,6 +292,7 @@ export const make = (
         if (Either.isLeft(result)) return unavailableBody(opening)
         const subscription = result.right
         const sub = subscriberOf(subscription)
+        sub.encodes = true
         yield* Effect.acquireRelease(Effect.sync(() => portable.add(sub)), () => Effect.sync(() => portable.delete(sub)))
         if (draining) sub.end("shutdown")
         if (config.maxLifetime !== undefined) {

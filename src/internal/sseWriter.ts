@@ -93,6 +93,7 @@ export class Writer {
     backlog: ReadonlyArray<Uint8Array>
   ): Connection {
     const conn = new Connection(this, sub, res, expiresAt, Date.now(), backlog)
+    sub.encodes = true
     this.connections.add(conn)
     return conn
   }
