@@ -39,12 +39,8 @@ const hasControl = (s: string): boolean => {
 }
 
 /** @internal */
-export const encodeEventText = (event: Event.Event): string => {
-  const type = event.type
-  return `id: ${stripControl(formatId(event.id))}\n${
-    type === "message" || type === undefined ? "" : `event: ${stripControl(type)}\n`
-  }${dataLines(event.data)}\n`
-}
+export const encodeEventText = (event: Event.Event): string =>
+  frameText({ id: formatId(event.id), event: event.type, data: event.data })
 
 const encodeFrame = (event: Event.Event): Uint8Array => Buffer.from(encodeEventText(event), "utf8")
 
