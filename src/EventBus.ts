@@ -28,12 +28,14 @@ import * as internal from "./internal/eventBus.js"
  * - `stalled`: its buffer held events and was not drained for `stallTimeout`.
  * - `shutdown`: the bus (or the server) is shutting down.
  * - `lifetime`: the SSE route's maximum connection lifetime elapsed.
+ * - `unavailable`: its replay could not continue (the log failed, or the bus's replay budget was in
+ *   use); nothing after the last delivered event was delivered, so resuming from it loses nothing.
  * - `closed`: the consumer itself closed the subscription (scope closed, stream interrupted).
  *
  * @since 0.1.0
  * @category models
  */
-export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "closed"
+export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "unavailable" | "closed"
 
 /**
  * Why a cursor could not be resumed from exactly.
@@ -78,7 +80,11 @@ export type ResumeStat = "live" | "resumed" | ResetReason
  */
 export interface Subscription {
   readonly outcome: ResumeOutcome
-  /** The events replayed from the log (already part of `events`). */
+  /**
+   * The first page of the replay (already part of `events`): the events after the cursor that fit the
+   * subscription's byte cap. Later pages are read from the log as the consumer takes them, so a
+   * resume never holds more than one page.
+   */
   readonly replay: ReadonlyArray<Event.Event>
   /**
    * Replay, then live events, in log order. Ends cleanly when the subscription is ended, after every
@@ -133,6 +139,8 @@ export interface Stats {
   readonly subscribers: number
   readonly bufferedEvents: number
   readonly bufferedBytes: number
+  /** Frame bytes of replay pages read from the log and not yet taken by their consumers. */
+  readonly replayBytes: number
   readonly published: number
   readonly delivered: number
   readonly ends: Readonly<Record<EndReason, number>>
@@ -189,6 +197,13 @@ export interface Options {
   readonly maxReplay?: number | undefined
   /** Largest `data` accepted at publish, in UTF-8 bytes (default 1 MiB). */
   readonly maxEventBytes?: number | undefined
+  /**
+   * Most replay bytes held at once across every resuming subscription (default 64 MiB). A resume
+   * whose page does not fit fails with `Unavailable` (the SSE route answers `200` and a clean end,
+   * and the client retries); a replay already under way that cannot get its next page ends as
+   * `unavailable`.
+   */
+  readonly maxReplayBytes?: number | undefined
 }
 
 /**

@@ -47,8 +47,28 @@ export class Unauthorized extends Data.TaggedError("Unauthorized")<{ readonly me
 export class Forbidden extends Data.TaggedError("Forbidden")<{ readonly message: string }> {}
 
 /**
- * Decides whether a request may subscribe to (or publish on) the given topics. Runs before anything
- * is registered. An empty `topics` on `subscribe` means "every topic".
+ * What a principal may read (and publish on):
+ * - `{ all: true }`: every topic;
+ * - `{ topics }`: the topics matching these patterns (`orders/42`, `orders/*`);
+ * - `{ allows }`: the topics for which the predicate holds.
+ *
+ * sluice applies it to every event before buffering and on replay, so a wildcard or a request with
+ * no topic can never widen it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Access =
+  | { readonly all: true }
+  | { readonly topics: ReadonlyArray<string> }
+  | { readonly allows: (topic: string) => boolean }
+
+/**
+ * The authorization hook: runs before anything is registered and answers what the request's
+ * principal may read (`subscribe`) or publish on (`publish`). `topics` are the patterns the request
+ * asks for (empty on `subscribe`: every topic), for logging or early refusal; what is delivered is
+ * decided by the returned {@link Access}, never by them. A subscription whose concrete topic is not
+ * allowed, or that can match nothing allowed, gets `403`; a publish on a topic not allowed gets `403`.
  *
  * @since 0.1.0
  * @category models
@@ -57,7 +77,21 @@ export type Authorize = (
   request: HttpServerRequest.HttpServerRequest,
   topics: ReadonlyArray<string>,
   action: "subscribe" | "publish"
-) => Effect.Effect<void, Unauthorized | Forbidden>
+) => Effect.Effect<Access, Unauthorized | Forbidden>
+
+/**
+ * A rate limit on `POST` publishing: a bucket of `limit` publishes per `per`, for each key (by
+ * default the client's address). Past it the route answers `429` with `Retry-After`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PublishRate {
+  readonly limit: number
+  readonly per: Duration.DurationInput
+  /** The key a bucket belongs to, e.g. the principal (default: the remote address). */
+  readonly key?: ((request: HttpServerRequest.HttpServerRequest) => string) | undefined
+}
 
 /**
  * Options of the route. Durations take any `Duration.DurationInput`.
@@ -80,7 +114,11 @@ export interface Options {
   readonly retryMax?: Duration.DurationInput | undefined
   /** An ended stream that cannot finish writing within this has its socket destroyed (default 10 s). */
   readonly writeDeadline?: Duration.DurationInput | undefined
-  /** Optional maximum connection lifetime, jittered down by up to 15 %; ends with reason `lifetime`. */
+  /**
+   * Maximum connection lifetime, jittered down by up to 15 %; ends with reason `lifetime` (default
+   * 10 minutes). It bounds how long a stopped peer whose kernel still acknowledges is held. `Infinity`
+   * turns it off.
+   */
   readonly maxLifetime?: Duration.DurationInput | undefined
   /** How long closing the layer waits for streams to end before destroying them (default 1 s). */
   readonly drainTimeout?: Duration.DurationInput | undefined
@@ -98,6 +136,12 @@ export interface Options {
   readonly publish?: boolean | undefined
   /** Largest accepted `POST` body (default 64 KiB); reading stops at the limit. */
   readonly maxBodyBytes?: number | undefined
+  /** A `POST` body that has not fully arrived within this gets `408` (default 10 s). */
+  readonly bodyTimeout?: Duration.DurationInput | undefined
+  /** Optional rate limit on `POST` publishing, per principal or address. */
+  readonly publishRate?: PublishRate | undefined
+  /** Idle time before TCP keepalive probes start on a stream's socket (default 30 s). */
+  readonly keepAlive?: Duration.DurationInput | undefined
   /** Authorization hook for both routes. */
   readonly authorize?: Authorize | undefined
   /**
@@ -134,6 +178,13 @@ export interface ResolvedOptions {
   readonly maxTopics: number
   readonly publish: boolean
   readonly maxBodyBytes: number
+  readonly bodyTimeout: number
+  readonly publishRate: {
+    readonly burst: number
+    readonly refillMillis: number
+    readonly key: (request: HttpServerRequest.HttpServerRequest) => string
+  } | undefined
+  readonly keepAlive: number
   readonly authorize: Authorize | undefined
   readonly chunked: boolean
 }
@@ -155,9 +206,9 @@ export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
   /** `POST`: publish JSON `{ topic, type?, data }`, answered `201 { id }`. */
   readonly publish: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: the bus's stats as JSON. */
-  readonly stats: Effect.Effect<HttpServerResponse.HttpServerResponse>
+  readonly stats: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: every Effect metric in the Prometheus text format. */
-  readonly metrics: Effect.Effect<HttpServerResponse.HttpServerResponse>
+  readonly metrics: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** Ends every open stream with `shutdown` and waits (up to `drainTimeout`); new streams end at once. */
   readonly drain: Effect.Effect<void>
   /** Open SSE connections. */

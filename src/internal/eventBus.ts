@@ -16,9 +16,10 @@ import * as EventBus from "../EventBus.js"
 import * as EventLog from "../EventLog.js"
 import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
 import * as metrics from "./metrics.js"
+import { fits, Replay } from "./replay.js"
 import { frameOf, frameSizeOf } from "./sse.js"
 
-const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed"]
+const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "unavailable", "closed"]
 const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
   "live",
   "resumed",
@@ -64,6 +65,8 @@ export class Subscriber {
   drains = 0
   seenDrains = 0
   stalledSince: number | undefined = undefined
+  /** The resume's replay, read page by page before anything live; `undefined` once done. */
+  replay: Replay | undefined = undefined
   /** Created on first `await`: most subscriptions (every SSE connection) never need it. */
   private endedDeferred: Deferred.Deferred<EventBus.EndReason> | undefined = undefined
 
@@ -125,16 +128,35 @@ export class Subscriber {
     if (notify !== undefined) notify()
   }
 
-  /** Releases everything the subscription holds; runs from the scope finalizer. */
-  close(): void {
-    if (this.closed) return
-    this.end("closed")
-    this.closed = true
+  /** Drops what the buffer holds (after a replay that could not finish, it would follow a gap). */
+  discard(): void {
     this.hub.bufferedEvents -= this.buffer.length
     this.hub.bufferedBytes -= this.bytes
     this.buffer = []
     this.shared = false
     this.bytes = 0
+  }
+
+  /**
+   * The replay could not continue (the log failed, or the bus's replay budget is in use): what is
+   * buffered would follow a gap, so it is dropped and the subscription ends as `unavailable`; the
+   * consumer resumes from the last event it got.
+   */
+  replayFailed(): void {
+    this.replay?.close()
+    this.replay = undefined
+    this.discard()
+    this.end("unavailable")
+  }
+
+  /** Releases everything the subscription holds; runs from the scope finalizer. */
+  close(): void {
+    if (this.closed) return
+    this.end("closed")
+    this.closed = true
+    this.discard()
+    this.replay?.close()
+    this.replay = undefined
     this.notify = undefined
     this.hub.remove(this)
     if (this.topics !== undefined) this.hub.releaseMatcher(this.topics)
@@ -161,6 +183,7 @@ export class TopicMatcher {
  * @internal
  */
 export class Hub {
+  constructor(readonly maxReplayBytes: number) {}
   readonly active: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
   private readonly matchers = new Map<string, TopicMatcher>()
@@ -171,6 +194,8 @@ export class Hub {
   shuttingDown = false
   bufferedEvents = 0
   bufferedBytes = 0
+  /** Replay bytes held in pages across every subscription (see `Replay`). */
+  replayBytes = 0
   published = 0
   delivered = 0
   readonly ends: Record<EventBus.EndReason, number> = {
@@ -178,6 +203,7 @@ export class Hub {
     stalled: 0,
     shutdown: 0,
     lifetime: 0,
+    unavailable: 0,
     closed: 0
   }
   readonly resumes: Record<EventBus.ResumeStat, number> = {
@@ -404,8 +430,6 @@ export const subscriberOf = (subscription: EventBus.Subscription): Subscriber =>
  */
 class SubscriptionImpl {
   readonly [SubscriberKey]: Subscriber
-  /** Handed over by the first take, before anything live. */
-  private replayPending: ReadonlyArray<Event.Event> | undefined
   /** The parked consumer's resume; one consumer at a time. */
   private waiting: ((effect: Effect.Effect<Taken>) => void) | undefined = undefined
   private takeAllEffect: Effect.Effect<Taken> | undefined = undefined
@@ -419,21 +443,36 @@ class SubscriptionImpl {
     readonly replay: ReadonlyArray<Event.Event>
   ) {
     this[SubscriberKey] = sub
-    this.replayPending = replay.length > 0 ? replay : undefined
   }
 
   /** What is ready to hand over, or `undefined` when the consumer has to wait. */
   private poll(): Taken | undefined {
-    const replay = this.replayPending
-    if (replay !== undefined) {
-      this.replayPending = undefined
-      return [Chunk.unsafeFromArray(replay as Array<Event.Event>), false]
-    }
     const sub = this[SubscriberKey]
     const batch = sub.take()
     const ended = sub.endReason !== undefined
     if (batch.length > 0) return [Chunk.unsafeFromArray(batch as Array<Event.Event>), ended]
     return ended ? ENDED : undefined
+  }
+
+  /** The next replay page, before anything live; then the live path again. */
+  private replayStep(replay: Replay, next: Effect.Effect<Taken>): Effect.Effect<Taken> {
+    const sub = this[SubscriberKey]
+    return Effect.matchEffect(replay.next, {
+      onFailure: () => {
+        sub.replayFailed()
+        return next
+      },
+      onSuccess: (page) => {
+        if (page === undefined) {
+          if (sub.replay === replay) sub.replay = undefined
+          return next
+        }
+        replay.release(page)
+        sub.drains++
+        sub.hub.countDelivered(page.events.length)
+        return Effect.succeed<Taken>([Chunk.unsafeFromArray(page.events as Array<Event.Event>), false])
+      }
+    })
   }
 
   get takeAll(): Effect.Effect<Taken> {
@@ -463,6 +502,8 @@ class SubscriptionImpl {
       return cancelWait
     })
     takeAll = this.takeAllEffect = Effect.suspend(() => {
+      const replay = sub.replay
+      if (replay !== undefined) return this.replayStep(replay, takeAll!)
       const ready = this.poll()
       return ready === undefined ? parked : Effect.succeed(ready)
     })
@@ -528,6 +569,7 @@ export const resolveOptions = (options: EventBus.Options | undefined) => ({
   maxBytes: positiveInt("maxBytes", options?.maxBytes, 1024 * 1024),
   maxReplay: positiveInt("maxReplay", options?.maxReplay, 1_000),
   maxEventBytes: positiveInt("maxEventBytes", options?.maxEventBytes, 1024 * 1024),
+  maxReplayBytes: positiveInt("maxReplayBytes", options?.maxReplayBytes, 64 * 1024 * 1024),
   stallTimeout: Duration.toMillis(Duration.decode(options?.stallTimeout ?? "30 seconds"))
 })
 
@@ -536,7 +578,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
   Effect.gen(function*() {
     const config = resolveOptions(options)
     const log = yield* EventLog.EventLog
-    const hub = new Hub()
+    const hub = new Hub(config.maxReplayBytes)
     hub.epoch = yield* Effect.orDie(log.epoch)
     const start = yield* Effect.orDie(log.follow(hub.onEvents))
     hub.position = start.seq
@@ -620,13 +662,14 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
 
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
-        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, sub.match).pipe(
+        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
         if (resolved.floor > sub.floor) sub.floor = resolved.floor
-        if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
-
+        const replay = new Replay(hub, log, sub.match, resolved.replayCursor, position, maxBytes)
+        replay.hold(resolved.replay, resolved.replayBytes, resolved.replayCursor)
+        sub.replay = replay
         return new SubscriptionImpl(sub, resolved.outcome, resolved.replay) as EventBus.Subscription
       })
 
@@ -635,13 +678,11 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
       position: number,
       head: Event.EventId,
       maxReplay: number,
+      pageBytes: number,
       match: ((event: Event.Event) => boolean) | undefined
-    ): Effect.Effect<
-      { outcome: EventBus.ResumeOutcome; replay: ReadonlyArray<Event.Event>; floor: number },
-      EventBus.SubscribeError
-    > =>
+    ): Effect.Effect<Resolved, EventBus.SubscribeError> =>
       Effect.gen(function*() {
-        const none = { replay: [] as ReadonlyArray<Event.Event>, floor: position }
+        const none = { replay: [] as ReadonlyArray<Event.Event>, replayBytes: 0, replayCursor: position, floor: position }
         const reset = (reason: EventBus.ResetReason, message: string) => ({
           ...none,
           outcome: { _tag: "Reset", reason, head, message } as const
@@ -658,14 +699,20 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           const logHead = yield* Effect.mapError(log.head, unavailable)
           if (cursor.seq > logHead.seq) return reset("future", `cursor ${cursor.seq} is ahead of the head ${logHead.seq}`)
           // This node's fan-out lags the log: live delivery skips what the client already has.
-          return { replay: [], floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
+          return { ...none, floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
         }
         if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
         // A backend may end a page before `upTo` (see `ReadPage`): continue from its cursor until the range is done.
-        const replay: Array<Event.Event> = []
+        // Count the matching events up to `maxReplay + 1`, keeping only the first page (the
+        // subscriber's byte cap): later pages are read again at the consumer's pace.
+        const first: Array<Event.Event> = []
+        let firstBytes = 0
+        let firstCursor = cursor.seq
+        let full = false // the first page is complete: keep counting, stop keeping
+        let count = 0
         let scanned = cursor.seq
-        while (scanned < position && replay.length <= maxReplay) {
-          const page = yield* log.read(scanned, { limit: maxReplay + 1 - replay.length, upTo: position, filter: match }).pipe(
+        while (scanned < position && count <= maxReplay) {
+          const page = yield* log.read(scanned, { limit: maxReplay + 1 - count, upTo: position, filter: match }).pipe(
             Effect.map((p): EventLog.ReadPage | undefined => p),
             Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
           )
@@ -675,13 +722,33 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
               new EventBus.SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
             )
           }
-          for (const event of page.events) replay.push(event)
+          count += page.events.length
+          for (const event of page.events) {
+            if (full) break
+            const size = frameSizeOf(event)
+            if (first.length > 0 && firstBytes + size > pageBytes) {
+              full = true
+            } else {
+              first.push(event)
+              firstBytes += size
+              firstCursor = event.id.seq
+            }
+          }
+          if (!full) firstCursor = page.cursor
           scanned = page.cursor
         }
-        if (replay.length > maxReplay) {
+        if (count > maxReplay) {
           return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
         }
-        return { replay, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
+        if (first.length > 0 && !fits(hub, firstBytes)) {
+          return yield* Effect.fail(
+            new EventBus.SubscribeError({
+              reason: "Unavailable",
+              message: `the bus's replay budget (${hub.maxReplayBytes} bytes) is in use; retry later`
+            })
+          )
+        }
+        return { replay: first, replayBytes: firstBytes, replayCursor: firstCursor, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
       })
 
     return EventBus.EventBus.of({
@@ -697,6 +764,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           subscribers: hub.all.size,
           bufferedEvents: hub.bufferedEvents,
           bufferedBytes: hub.bufferedBytes,
+          replayBytes: hub.replayBytes,
           published: hub.published,
           delivered: hub.delivered,
           ends: { ...hub.ends },
@@ -712,6 +780,15 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
       shutdown: Effect.sync(() => hub.shutdown())
     })
   })
+
+interface Resolved {
+  readonly outcome: EventBus.ResumeOutcome
+  /** The replay's first page, and where the scan that found it stopped. */
+  readonly replay: ReadonlyArray<Event.Event>
+  readonly replayBytes: number
+  readonly replayCursor: number
+  readonly floor: number
+}
 
 const publishError = (reason: EventBus.PublishError["reason"], message: string, index: number) =>
   new EventBus.PublishError({ reason, message, index })

@@ -4,6 +4,8 @@ import type * as Net from "node:net"
 import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import type { Subscriber } from "./eventBus.js"
+import { resetSocket } from "./nodeEdge.js"
+import type { Replay, ReplayPage } from "./replay.js"
 import { frameOf } from "./sse.js"
 
 const HEARTBEAT = Buffer.from(":\n\n", "latin1")
@@ -23,6 +25,11 @@ export class Connection {
   dirty = false
   backlogIndex = 0
   detached = false
+  /** The replay page being written (frames shared with the log's events, never copied). */
+  page: ReplayPage | undefined = undefined
+  pageIndex = 0
+  /** A replay page is being read from the log. */
+  fetching = false
   lastWrite: number
   lastProgress: number
   endingAt: number | undefined = undefined
@@ -49,6 +56,20 @@ export class Connection {
       if (this.live) writer.markDirty(this)
     }
     res.on("drain", this.drainListener)
+    // The socket's 'close' always fires, whatever the peer did: release here, not only when the
+    // platform interrupts the request (it never does for a socket an upgrade request handed over).
+    this.socket?.once("close", this.closeListener)
+  }
+
+  /** Called once the socket closed; set by the route to release the request. */
+  onClose: (() => void) | undefined = undefined
+
+  private readonly closeListener = (): void => {
+    const onClose = this.onClose
+    this.onClose = undefined
+    this.sub.close()
+    this.detach()
+    if (onClose !== undefined) onClose()
   }
 
   detach(): void {
@@ -58,7 +79,16 @@ export class Connection {
     this.onDone = undefined
     if (this.sub.notify === this.notify) this.sub.notify = undefined
     this.res.removeListener("drain", this.drainListener)
+    this.socket?.removeListener("close", this.closeListener)
+    this.releasePage()
     this.writer.connections.delete(this)
+  }
+
+  releasePage(): void {
+    const page = this.page
+    this.page = undefined
+    this.pageIndex = 0
+    if (page !== undefined) this.sub.replay?.release(page)
   }
 
   readonly notify = (): void => {
@@ -83,7 +113,9 @@ export class Writer {
       readonly heartbeatMillis: number
       readonly writeDeadlineMillis: number
       readonly stallTimeoutMillis: number
-    }
+    },
+    /** Reads a connection's next replay page (asynchronously) and hands it to `onPage`. */
+    private readonly fetchPage: (conn: Connection, onPage: (page: ReplayPage | undefined | "failed") => void) => void
   ) {}
 
   attach(
@@ -181,24 +213,80 @@ export class Writer {
   private drain(conn: Connection, now: number): void {
     const res = conn.res
     const sub = conn.sub
-    if (res.writableNeedDrain || res.destroyed || res.writableEnded) return
-    if (conn.backlog.length > 0) {
-      const backlog = conn.backlog
-      while (conn.backlogIndex < backlog.length) {
-        const writable = res.write(backlog[conn.backlogIndex++]!)
-        conn.lastWrite = now
-        conn.lastProgress = now
-        if (!writable) break
-      }
-      if (conn.backlogIndex < backlog.length) return // 'drain' marks it dirty again
-      conn.backlog = []
-    }
+    if (res.writableNeedDrain || res.destroyed || res.writableEnded || conn.fetching) return
+    if (!this.writeBacklog(conn, now) || !this.writeReplay(conn, now)) return
     if (sub.buffer.length > 0) {
       res.write(this.encode(sub.take()))
       conn.lastWrite = now
       conn.lastProgress = now
     }
     if (sub.endReason !== undefined) this.finish(conn, sub.endReason)
+  }
+
+  /** The opening (and reset); true once all of it is written. */
+  private writeBacklog(conn: Connection, now: number): boolean {
+    const backlog = conn.backlog
+    if (backlog.length === 0) return true
+    while (conn.backlogIndex < backlog.length) {
+      const writable = conn.res.write(backlog[conn.backlogIndex++]!)
+      conn.lastWrite = conn.lastProgress = now
+      if (!writable) break
+    }
+    if (conn.backlogIndex < backlog.length) return false // 'drain' marks it dirty again
+    conn.backlog = []
+    return true
+  }
+
+  /**
+   * The replay, page by page at the socket's pace: each frame is the event's shared frame, written
+   * as is. True once the replay is done; until then nothing live is written (it follows the replay).
+   */
+  private writeReplay(conn: Connection, now: number): boolean {
+    const res = conn.res
+    for (;;) {
+      const page = conn.page
+      if (page !== undefined) {
+        const events = page.events
+        res.cork()
+        let writable = true
+        while (writable && conn.pageIndex < events.length) writable = res.write(frameOf(events[conn.pageIndex++]!))
+        res.uncork()
+        conn.lastWrite = conn.lastProgress = now
+        if (conn.pageIndex < events.length) return false
+        conn.sub.hub.countDelivered(events.length)
+        conn.sub.drains++
+        conn.releasePage()
+        if (!writable) return false
+      }
+      const replay = conn.sub.replay
+      if (replay === undefined) return true
+      if (replay.done) {
+        conn.sub.replay = undefined
+        return true
+      }
+      if (!this.fetch(conn, replay)) return false // the page arrives later and marks the connection dirty
+    }
+  }
+
+  /** Asks for the next replay page; true when it arrived at once (a memory log). */
+  private fetch(conn: Connection, replay: Replay): boolean {
+    conn.fetching = true
+    let inline = true
+    let arrived = false
+    this.fetchPage(conn, (next) => {
+      conn.fetching = false
+      arrived = true
+      if (conn.detached) {
+        if (next !== undefined && next !== "failed") replay.release(next)
+        return
+      }
+      if (next === "failed") conn.sub.replayFailed()
+      else if (next === undefined) conn.sub.replay = undefined
+      else conn.page = next
+      if (!inline) this.markDirty(conn)
+    })
+    inline = false
+    return arrived
   }
 
   private finish(conn: Connection, reason: EventBus.EndReason): void {
@@ -237,8 +325,9 @@ export class Writer {
         if (conn.endingAt === undefined) conn.endingAt = now
         else if (now - conn.endingAt >= writeDeadlineMillis && !res.writableFinished) {
           // The peer stopped reading: the server's writer waits on 'drain' and cannot be interrupted
-          // from the stream, so destroy the raw response; 'close' then interrupts the fiber.
-          res.destroy()
+          // from the stream, so reset the socket (the kernel drops its send queue at once); 'close'
+          // then releases the request.
+          resetSocket(res)
           conn.detach()
         }
       }

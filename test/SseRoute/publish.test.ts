@@ -102,7 +102,7 @@ describe("SseRoute publish", () => {
           return Effect.fail(new SseRoute.Forbidden({ message: "read-only token" }))
         }
         if (topics.some((t) => t.startsWith("secret"))) return Effect.fail(new SseRoute.Forbidden({ message: "not yours" }))
-        return Effect.void
+        return Effect.succeed({ allows: (topic: string) => !topic.startsWith("secret") })
       }
       const { bus, route, url } = yield* startServer({ route: { publish: true, authorize } })
       const get = (path: string, headers: Record<string, string> = {}) =>

@@ -1,0 +1,52 @@
+/**
+ * The Node servers a route has served on, and what shutting the route down does to them. In the
+ * documented layer order the platform removes its request listener before the route drains; a
+ * request arriving then would be read and never answered, and `server.close()` would wait on its
+ * connection forever. So at shutdown the route stops the servers accepting, answers every late
+ * request itself (`Connection: close`), closes idle keep-alive connections, and at the deadline
+ * destroys whatever is left.
+ * @internal
+ */
+import type * as Http from "node:http"
+import { serverOf } from "./nodeEdge.js"
+
+/** Answers one request that arrived after the platform stopped listening. @internal */
+export type LateAnswer = (req: Http.IncomingMessage, res: Http.ServerResponse) => void
+
+/** @internal */
+export class ServerGuard {
+  private readonly servers = new Set<Http.Server>()
+  private readonly fallbacks = new Map<Http.Server, LateAnswer>()
+
+  /** Remembers the server a request arrived on. */
+  track(req: Http.IncomingMessage | undefined): void {
+    const server = serverOf(req)
+    if (server !== undefined && !this.servers.has(server)) this.servers.add(server)
+  }
+
+  /** Stops accepting connections and answers late requests with `answer` when nothing else listens. */
+  stopAccepting(answer: LateAnswer): void {
+    for (const server of this.servers) {
+      const fallback: LateAnswer = (req, res) => {
+        if (server.listenerCount("request") > 1) return // the app still listens and answers it
+        try {
+          answer(req, res)
+        } catch {
+          res.destroy()
+        }
+      }
+      this.fallbacks.set(server, fallback)
+      server.on("request", fallback)
+      if (server.listening) server.close()
+    }
+  }
+
+  closeIdle(): void {
+    for (const server of this.servers) server.closeIdleConnections()
+  }
+
+  /** The deadline passed: every connection still open is destroyed. */
+  destroyAll(): void {
+    for (const server of this.servers) server.closeAllConnections()
+  }
+}
