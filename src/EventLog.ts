@@ -98,7 +98,7 @@ export class EventLog extends Context.Tag("sluice/EventLog")<EventLog, {
 export interface MemoryOptions {
   /** Most events retained (default 10,000). */
   readonly maxEvents?: number | undefined
-  /** Most bytes retained, counting data, topic and type plus 64 bytes per event (default 64 MiB). */
+  /** Most bytes retained, counting each event's data, its SSE frame, topic and type plus 64 bytes (default 64 MiB). */
   readonly maxBytes?: number | undefined
   /** A fixed epoch (tests); by default a fresh random one per instance. */
   readonly epoch?: string | undefined

@@ -8,6 +8,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as EventLog from "../src/EventLog.js"
+import * as Sse from "../src/Sse.js"
 import { suite } from "./EventLogSuite.js"
 
 suite("memory", EventLog.layerMemory(), {
@@ -63,17 +64,24 @@ describe("EventLog memory backend", () => {
       assert.isTrue(Either.isLeft(expired) && expired.left.reason === "Expired")
     }).pipe(withLog({ maxEvents: 7 })))
 
-  it.effect("keeps at most maxBytes (data, topic and type plus 64 bytes per event)", () =>
+  it.effect("keeps at most maxBytes (data, SSE frame, topic and type plus 64 bytes per event)", () =>
     Effect.gen(function*() {
       const log = yield* EventLog.EventLog
-      // each event: 100 bytes of data + 1 (topic) + 7 ("message") + 64 = 172 bytes; 1,000 bytes hold 5
+      // seq 10-20: 100 bytes of data + its 117-byte frame ("id: e-10\n", "data: " + data + "\n", "\n")
+      // + 1 (topic) + 7 ("message") + 64 = 289 bytes; 1,000 bytes hold 3
       for (let i = 0; i < 20; i++) yield* log.append([{ topic: "t", data: "x".repeat(100) }])
+      const [last] = (yield* log.read(19, { limit: 1 })).events
+      assert.strictEqual(Sse.encodeEvent(last!).byteLength, 117)
       assert.strictEqual((yield* log.head).seq, 20)
-      assert.strictEqual(yield* log.earliest, 16)
+      assert.strictEqual(yield* log.earliest, 18)
       // multi-byte data counts in UTF-8 bytes: 50 × "é" is 100 bytes
       yield* log.append([{ topic: "t", data: "é".repeat(50) }])
-      assert.strictEqual(yield* log.earliest, 17)
-    }).pipe(withLog({ maxBytes: 1_000 })))
+      assert.strictEqual(yield* log.earliest, 19)
+      // each line break costs a "data: " line in the frame: 100 line breaks weigh 100 + 717 + 72 = 889
+      // bytes, so the event is kept alone
+      yield* log.append([{ topic: "t", data: "\n".repeat(100) }])
+      assert.strictEqual(yield* log.earliest, 22)
+    }).pipe(withLog({ maxBytes: 1_000, epoch: "e" })))
 
   it.effect("keeps a single event larger than maxBytes, alone", () =>
     Effect.gen(function*() {

@@ -467,7 +467,7 @@ class SubscriptionImpl {
           if (sub.replay === replay) sub.replay = undefined
           return next
         }
-        replay.release(page)
+        page.release()
         sub.drains++
         sub.hub.countDelivered(page.events.length)
         return Effect.succeed<Taken>([Chunk.unsafeFromArray(page.events as Array<Event.Event>), false])

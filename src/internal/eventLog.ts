@@ -5,6 +5,7 @@ import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
 import * as EventLog from "../EventLog.js"
 import { EventRecord } from "./event.js"
+import { frameSizeOf } from "./sse.js"
 
 /** @internal */
 export const newEpoch = (): string => {
@@ -14,9 +15,14 @@ export const newEpoch = (): string => {
   return n.toString(36)
 }
 
-/** @internal */
-export const eventSize = (input: { readonly topic: string; readonly type: string; readonly data: string }): number =>
-  Buffer.byteLength(input.data, "utf8") + input.topic.length + input.type.length + 64
+/**
+ * What one retained event may cost the log: its data, its SSE frame (encoded once and kept with the
+ * event for every writer and replay: a line break in the data becomes a 7-byte `data: ` line, so a
+ * frame can be several times the data), its topic and type, and 64 bytes for the record itself.
+ * @internal
+ */
+export const eventSize = (event: Event.Event): number =>
+  Buffer.byteLength(event.data, "utf8") + frameSizeOf(event) + event.topic.length + event.type.length + 64
 
 /**
  * A bounded in-memory ring: every operation is synchronous, so `append` and the notification of

@@ -19,10 +19,22 @@ export interface ReplayBudget {
   readonly maxReplayBytes: number
 }
 
-/** One page handed to a consumer; `release` it once its events are delivered. @internal */
-export interface ReplayPage {
-  readonly events: ReadonlyArray<Event.Event>
-  readonly bytes: number
+/** One page handed to a consumer; `release` it once its events are delivered (once is enough). @internal */
+export class ReplayPage {
+  private released = false
+  constructor(
+    private readonly budget: ReplayBudget,
+    readonly events: ReadonlyArray<Event.Event>,
+    readonly bytes: number
+  ) {
+    budget.replayBytes += bytes
+  }
+
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.budget.replayBytes -= this.bytes
+  }
 }
 
 /** Why the next page could not be read. @internal */
@@ -53,13 +65,12 @@ export class Replay {
   hold(events: ReadonlyArray<Event.Event>, bytes: number, cursor: number): void {
     this.cursor = cursor
     if (events.length === 0) return
-    this.held = { events, bytes }
-    this.budget.replayBytes += bytes
+    this.held = new ReplayPage(this.budget, events, bytes)
   }
 
   /**
    * The next page: the held one, or one read from the log. `undefined` when the replay is done.
-   * The caller owns the page and must {@link release} it.
+   * The caller owns the page and must release it.
    */
   readonly next: Effect.Effect<ReplayPage | undefined, ReplayFailure> = Effect.suspend(() => {
     const held = this.held
@@ -82,23 +93,17 @@ export class Replay {
         if (count > 0 && !fits(this.budget, bytes)) return Effect.fail<ReplayFailure>("overloaded")
         this.cursor = count < page.events.length ? page.events[count - 1]!.id.seq : page.cursor
         if (count === 0) return this.next
-        this.budget.replayBytes += bytes
-        return Effect.succeed<ReplayPage>({ events: count < page.events.length ? page.events.slice(0, count) : page.events, bytes })
+        const events = count < page.events.length ? page.events.slice(0, count) : page.events
+        return Effect.succeed(new ReplayPage(this.budget, events, bytes))
       })
     )
-  }
-
-  /** Returns a page's bytes to the budget. */
-  release(page: ReplayPage): void {
-    this.budget.replayBytes -= page.bytes
   }
 
   /** Drops whatever is held (the subscription closed). */
   close(): void {
     this.released = true
-    const held = this.held
+    this.held?.release()
     this.held = undefined
-    if (held !== undefined) this.release(held)
   }
 }
 

@@ -17,6 +17,7 @@ export type LateAnswer = (req: Http.IncomingMessage, res: Http.ServerResponse) =
 export class ServerGuard {
   private readonly servers = new Set<Http.Server>()
   private readonly fallbacks = new Map<Http.Server, LateAnswer>()
+  private open = 0
 
   /** Remembers the server a request arrived on. */
   track(req: Http.IncomingMessage | undefined): void {
@@ -37,8 +38,16 @@ export class ServerGuard {
       }
       this.fallbacks.set(server, fallback)
       server.on("request", fallback)
-      if (server.listening) server.close()
+      if (!server.listening) continue
+      this.open++
+      // The callback runs once every connection has ended.
+      server.close(() => this.open--)
     }
+  }
+
+  /** Every server this guard stopped has no connection left. */
+  get closed(): boolean {
+    return this.open === 0
   }
 
   closeIdle(): void {

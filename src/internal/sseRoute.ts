@@ -127,13 +127,20 @@ export const make = (
     })
 
     /**
-     * Shutdown, in a fixed order: stop accepting and answer late requests; end every stream and
-     * wait for them (at most `drainTimeout`); close idle keep-alive connections; destroy the rest.
+     * Shutdown, in a fixed order, within `drainTimeout`: stop accepting and answer late requests;
+     * end every stream and wait for them; close keep-alive connections as they turn idle and wait
+     * for the rest to finish; at the deadline destroy whatever is left.
      */
     const shutdown = Effect.gen(function*() {
+      const deadline = Date.now() + config.drainTimeout
       servers.stopAccepting(answerLate)
-      yield* drain
-      servers.closeIdle()
+      endAll()
+      yield* waitUntil(() => openStreams() === 0, config.drainTimeout)
+      destroyLeft()
+      yield* waitUntil(() => {
+        servers.closeIdle()
+        return servers.closed
+      }, Math.max(0, deadline - Date.now()))
       servers.destroyAll()
     })
     yield* Effect.addFinalizer(() => shutdown)

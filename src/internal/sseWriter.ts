@@ -5,7 +5,7 @@ import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import type { Subscriber } from "./eventBus.js"
 import { resetSocket } from "./nodeEdge.js"
-import type { Replay, ReplayPage } from "./replay.js"
+import type { ReplayPage } from "./replay.js"
 import { frameOf } from "./sse.js"
 
 const HEARTBEAT = Buffer.from(":\n\n", "latin1")
@@ -88,7 +88,7 @@ export class Connection {
     const page = this.page
     this.page = undefined
     this.pageIndex = 0
-    if (page !== undefined) this.sub.replay?.release(page)
+    page?.release()
   }
 
   readonly notify = (): void => {
@@ -264,12 +264,12 @@ export class Writer {
         conn.sub.replay = undefined
         return true
       }
-      if (!this.fetch(conn, replay)) return false // the page arrives later and marks the connection dirty
+      if (!this.fetch(conn)) return false // the page arrives later and marks the connection dirty
     }
   }
 
   /** Asks for the next replay page; true when it arrived at once (a memory log). */
-  private fetch(conn: Connection, replay: Replay): boolean {
+  private fetch(conn: Connection): boolean {
     conn.fetching = true
     let inline = true
     let arrived = false
@@ -277,7 +277,7 @@ export class Writer {
       conn.fetching = false
       arrived = true
       if (conn.detached) {
-        if (next !== undefined && next !== "failed") replay.release(next)
+        if (next !== undefined && next !== "failed") next.release()
         return
       }
       if (next === "failed") conn.sub.replayFailed()

@@ -6,23 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as SseRoute from "../../src/SseRoute.js"
 import { startServer } from "../utils/server.js"
-import { openStreamScoped, type ReadResponse, request, waitFor } from "../utils/sse.js"
-
-const json = { "content-type": "application/json" }
-
-const post = (url: string, body: string | ReadonlyArray<string>, headers: Record<string, string> = json) =>
-  Effect.promise(() => request(`${url}/events`, { method: "POST", headers, body }))
-
-/** A refusal: the status, a JSON `{ error, message }` body, nothing that looks like a stack. */
-const assertRefused = (res: ReadResponse, status: number, error: string) => {
-  assert.strictEqual(res.status, status, res.body)
-  assert.match(String(res.headers["content-type"]), /^application\/json/)
-  const body = JSON.parse(res.body)
-  assert.deepStrictEqual(Object.keys(body).sort(), ["error", "message"])
-  assert.strictEqual(body.error, error)
-  assert.isString(body.message)
-  assert.notMatch(res.body, /\n\s+at |\.ts:\d|\.js:\d|stack/i, "no stack trace")
-}
+import { assertRefused, json, post } from "../utils/http.js"
+import { openStreamScoped, request, waitFor } from "../utils/sse.js"
 
 describe("SseRoute publish", () => {
   it.scopedLive("201 with the id; 400 bad JSON or fields; 413 over the limit (declared or chunked); 415", () =>

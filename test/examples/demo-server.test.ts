@@ -6,69 +6,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { EventSource } from "eventsource"
-import * as ChildProcess from "node:child_process"
-import { fileURLToPath } from "node:url"
+import { listening, spawnDemo, waitFor } from "../utils/demo.js"
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 const ID = /^[0-9a-z]+-[0-9]+$/
-
-interface Demo {
-  readonly child: ChildProcess.ChildProcess
-  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-  readonly output: () => string
-}
-
-/** Spawns the demo on PORT=0; the finalizer kills it whatever happened. */
-const spawnDemo = Effect.acquireRelease(
-  Effect.sync((): Demo => {
-    const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "examples/demo-server.ts"], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1" },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once("exit", (code, signal) => resolve({ code, signal }))
-    )
-    return { child, exited, output: () => output }
-  }),
-  ({ child }) =>
-    Effect.sync(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-    })
-)
-
-/** Resolves with the first value `check` returns (checked on every output chunk) or fails at the deadline. */
-const waitFor = <A>(
-  what: string,
-  millis: number,
-  subscribe: (onChange: () => void) => () => void,
-  check: () => A | undefined
-): Effect.Effect<A, Error> =>
-  Effect.async<A, Error>((resume) => {
-    let done = false
-    const finish = (effect: Effect.Effect<A, Error>) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      unsubscribe()
-      resume(effect)
-    }
-    const onChange = () => {
-      const value = check()
-      if (value !== undefined) finish(Effect.succeed(value))
-    }
-    const timer = setTimeout(() => finish(Effect.fail(new Error(`timed out waiting for ${what}`))), millis)
-    const unsubscribe = subscribe(onChange)
-    onChange()
-    return Effect.sync(() => {
-      done = true
-      clearTimeout(timer)
-      unsubscribe()
-    })
-  })
 
 interface Received {
   readonly type: string
@@ -112,13 +52,8 @@ const openEventSource = (url: string, types: ReadonlyArray<string>) =>
 describe("examples/demo-server", () => {
   it.scopedLive("serves the page, streams published events and drains on SIGTERM", () =>
     Effect.gen(function*() {
-      const demo = yield* spawnDemo
-      const url = yield* waitFor("the listening line", 20_000, (f) => {
-        demo.child.stdout!.on("data", f)
-        return () => demo.child.stdout!.off("data", f)
-      }, () => /sluice demo listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(demo.output())?.[1]).pipe(
-        Effect.mapError((e) => new Error(`${e.message}; output so far:\n${demo.output()}`))
-      )
+      const demo = yield* spawnDemo()
+      const url = yield* listening(demo)
       assert.notMatch(url, /:0$/, "the printed address carries the bound port")
 
       const page = yield* Effect.promise(() => fetch(`${url}/`))
