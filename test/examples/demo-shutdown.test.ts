@@ -21,7 +21,8 @@ interface Raw {
   closed: boolean
 }
 
-const openRaw = (port: number, path: string) =>
+/** A raw connection that sends `head` (a whole request, or its first part) and records what it gets. */
+const openRaw = (port: number, head: string) =>
   Effect.promise(async (): Promise<Raw> => {
     const socket = await connect(port)
     const raw: Raw = { socket, text: "", closed: false }
@@ -29,7 +30,7 @@ const openRaw = (port: number, path: string) =>
     socket.on("data", (chunk: string) => (raw.text += chunk))
     socket.on("close", () => (raw.closed = true))
     socket.on("error", () => {})
-    socket.write(rawGet(path))
+    socket.write(head)
     return raw
   })
 
@@ -50,10 +51,10 @@ describe("examples/demo-server shutdown under fire", () => {
 
       const streams = yield* Effect.forEach(
         Array.from({ length: STREAMS }),
-        () => openRaw(port, "/events?topic=demo/x"),
+        () => openRaw(port, rawGet("/events?topic=demo/x")),
         { concurrency: 50 }
       )
-      const stopped = yield* openRaw(port, "/events?topic=demo/bulk")
+      const stopped = yield* openRaw(port, rawGet("/events?topic=demo/bulk"))
       stopped.socket.pause()
       yield* waitForEffect("every stream registered", fetchStats(url), (s) => s.subscribers === STREAMS + 1, 20_000)
 
@@ -79,23 +80,19 @@ describe("examples/demo-server shutdown under fire", () => {
 
       // Requests the server reads during the drain: connections that began a request before the signal
       // (so they are not idle) and finish it after, a GET stream or a publish on each.
-      const starters = yield* Effect.forEach(Array.from({ length: 20 }), (_, i) =>
-        Effect.promise(async () => {
-          const socket = await connect(port)
-          const raw: Raw = { socket, text: "", closed: false }
-          socket.setEncoding("utf8")
-          socket.on("data", (chunk: string) => (raw.text += chunk))
-          socket.on("close", () => (raw.closed = true))
-          socket.on("error", () => {})
-          const body = JSON.stringify({ topic: "demo/x", data: "late" })
-          const head = i % 2 === 0
-            ? `GET /events?topic=demo/x HTTP/1.1\r\nHost: 127.0.0.1\r\n`
-            : `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n`
-          socket.write(head)
-          const rest = i % 2 === 0 ? "\r\n" : `Content-Length: ${body.length}\r\n\r\n${body}`
-          return { raw, kind: i % 2 === 0 ? "GET" as const : "POST" as const, finish: () => socket.write(rest) }
+      const body = JSON.stringify({ topic: "demo/x", data: "late" })
+      const starters = yield* Effect.forEach(Array.from({ length: 20 }), (_, i) => {
+        const get = i % 2 === 0
+        const head = get
+          ? `GET /events?topic=demo/x HTTP/1.1\r\nHost: 127.0.0.1\r\n`
+          : `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n`
+        const rest = get ? "\r\n" : `Content-Length: ${body.length}\r\n\r\n${body}`
+        return Effect.map(openRaw(port, head), (raw) => ({
+          raw,
+          kind: get ? "GET" as const : "POST" as const,
+          finish: () => raw.socket.write(rest)
         }))
-
+      })
       yield* sleepReal(300) // the server has read the first half of each
 
       // Late arrivals through the drain: a fresh stream and a keep-alive publish every 20 ms.
