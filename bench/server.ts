@@ -87,7 +87,6 @@ const startSluice = async (): Promise<Target> => {
     import("effect/Scope"),
     import("../test/utils/server.js")
   ])
-  // After the public modules: entering through the internal module first hits an import cycle.
   const { subscriberOf } = await import("../src/internal/eventBus.js")
   const scope = Effect.runSync(Scope.make())
   const route = config.route ?? {}

@@ -12,7 +12,6 @@ import type * as Chunk from "effect/Chunk"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -21,6 +20,7 @@ import type * as Stream from "effect/Stream"
 import type * as Event from "./Event.js"
 import * as EventLog from "./EventLog.js"
 import * as internal from "./internal/eventBus.js"
+import { PublishError, SubscribeError } from "./internal/errors.js"
 
 /**
  * Why a subscription ended.
@@ -154,31 +154,22 @@ export interface Stats {
   }
 }
 
-/**
- * A publish that was refused; nothing of the batch was appended.
- *
- * @since 0.1.0
- * @category errors
- */
-export class PublishError extends Data.TaggedError("PublishError")<{
-  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "TooLarge" | "Unavailable"
-  readonly message: string
-  /** The index of the offending input in the batch. */
-  readonly index?: number | undefined
-  readonly cause?: unknown
-}> {}
-
-/**
- * A subscription that could not start.
- *
- * @since 0.1.0
- * @category errors
- */
-export class SubscribeError extends Data.TaggedError("SubscribeError")<{
-  readonly reason: "InvalidTopic" | "InvalidOption" | "Unavailable"
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export {
+  /**
+   * A publish that was refused; nothing of the batch was appended.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  PublishError,
+  /**
+   * A subscription that could not start.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  SubscribeError
+}
 
 /**
  * Options of the bus.
@@ -233,8 +224,8 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options?: Options) => Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =
-  internal.make
+export const make = (options?: Options): Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =>
+  Effect.flatMap(EventLog.EventLog, (log) => internal.make(options, log))
 
 /**
  * The bus as a layer over an {@link EventLog.EventLog}.

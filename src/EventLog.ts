@@ -9,25 +9,23 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
 import * as internal from "./internal/eventLog.js"
+import { EventLogError } from "./internal/errors.js"
 
-/**
- * A failure of the log backend. `Expired`: the requested range is older than retention.
- * `Unavailable`: the backend cannot be reached or answered garbage.
- *
- * @since 0.1.0
- * @category errors
- */
-export class EventLogError extends Data.TaggedError("EventLogError")<{
-  readonly reason: "Expired" | "Unavailable"
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export {
+  /**
+   * A failure of the log backend. `Expired`: the requested range is older than retention.
+   * `Unavailable`: the backend cannot be reached or answered garbage.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  EventLogError
+}
 
 /**
  * Options of one `read`.

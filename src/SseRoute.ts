@@ -26,7 +26,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type * as EventBus from "./EventBus.js"
+import * as EventBus from "./EventBus.js"
 import * as internal from "./internal/sseRoute.js"
 
 /**
@@ -221,8 +221,8 @@ export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options?: Options) => Effect.Effect<SseRoute["Type"], never, EventBus.EventBus | Scope.Scope> =
-  internal.make
+export const make = (options?: Options): Effect.Effect<SseRoute["Type"], never, EventBus.EventBus | Scope.Scope> =>
+  Effect.flatMap(EventBus.EventBus, (bus) => internal.make(options, bus))
 
 /**
  * The route service as a layer.

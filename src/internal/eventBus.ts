@@ -12,8 +12,9 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Event from "../Event.js"
-import * as EventBus from "../EventBus.js"
-import * as EventLog from "../EventLog.js"
+import type * as EventBus from "../EventBus.js"
+import type * as EventLog from "../EventLog.js"
+import { PublishError, SubscribeError } from "./errors.js"
 import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
 import * as metrics from "./metrics.js"
 import { fits, Replay } from "./replay.js"
@@ -574,10 +575,12 @@ export const resolveOptions = (options: EventBus.Options | undefined) => ({
 })
 
 /** @internal */
-export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =>
+export const make = (
+  options: EventBus.Options | undefined,
+  log: EventLog.EventLog["Type"]
+): Effect.Effect<EventBus.EventBus["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const config = resolveOptions(options)
-    const log = yield* EventLog.EventLog
     const hub = new Hub(config.maxReplayBytes)
     hub.epoch = yield* Effect.orDie(log.epoch)
     const start = yield* Effect.orDie(log.follow(hub.onEvents))
@@ -620,7 +623,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         const invalid = validate(batch)
         if (invalid !== undefined) return Effect.fail(invalid)
         return Effect.mapError(log.append(batch), (cause) =>
-          new EventBus.PublishError({ reason: "Unavailable", message: cause.message, cause }))
+          new PublishError({ reason: "Unavailable", message: cause.message, cause }))
       })
 
     const subscribe = (subscribeOptions?: EventBus.SubscribeOptions) =>
@@ -630,13 +633,13 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           const error = validatePattern(topic)
           if (error !== undefined) {
             return yield* Effect.fail(
-              new EventBus.SubscribeError({ reason: "InvalidTopic", message: `${error}: ${JSON.stringify(topic).slice(0, 80)}` })
+              new SubscribeError({ reason: "InvalidTopic", message: `${error}: ${JSON.stringify(topic).slice(0, 80)}` })
             )
           }
         }
         const limits = subscribeLimits(subscribeOptions, config)
         if (typeof limits === "string") {
-          return yield* Effect.fail(new EventBus.SubscribeError({ reason: "InvalidOption", message: limits }))
+          return yield* Effect.fail(new SubscribeError({ reason: "InvalidOption", message: limits }))
         }
         const { maxBytes, maxEvents, maxReplay, stallTimeout } = limits
 
@@ -719,7 +722,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
           if (page.cursor <= scanned) {
             return yield* Effect.fail(
-              new EventBus.SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
+              new SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
             )
           }
           count += page.events.length
@@ -742,7 +745,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         }
         if (first.length > 0 && !fits(hub, firstBytes)) {
           return yield* Effect.fail(
-            new EventBus.SubscribeError({
+            new SubscribeError({
               reason: "Unavailable",
               message: `the bus's replay budget (${hub.maxReplayBytes} bytes) is in use; retry later`
             })
@@ -751,7 +754,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         return { replay: first, replayBytes: firstBytes, replayCursor: firstCursor, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
       })
 
-    return EventBus.EventBus.of({
+    const service: EventBus.EventBus["Type"] = {
       publish: (input) => Effect.map(publishAll([input]), (events) => events[0]!),
       publishAll,
       subscribe,
@@ -778,7 +781,8 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         }
       }),
       shutdown: Effect.sync(() => hub.shutdown())
-    })
+    }
+    return service
   })
 
 interface Resolved {
@@ -790,8 +794,8 @@ interface Resolved {
   readonly floor: number
 }
 
-const publishError = (reason: EventBus.PublishError["reason"], message: string, index: number) =>
-  new EventBus.PublishError({ reason, message, index })
+const publishError = (reason: PublishError["reason"], message: string, index: number) =>
+  new PublishError({ reason, message, index })
 
 const unavailable = (cause: EventLog.EventLogError) =>
-  new EventBus.SubscribeError({ reason: "Unavailable", message: cause.message, cause })
+  new SubscribeError({ reason: "Unavailable", message: cause.message, cause })

@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
-import * as EventLog from "../EventLog.js"
+import type * as EventLog from "../EventLog.js"
+import { EventLogError } from "./errors.js"
 import { EventRecord } from "./event.js"
 import { frameSizeOf } from "./sse.js"
 
@@ -130,7 +131,7 @@ export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<Even
       epoch: options?.epoch ?? newEpoch()
     })
     const id = (seq: number): Event.EventId => ({ epoch: log.epoch, seq })
-    return EventLog.EventLog.of({
+    const service: EventLog.EventLog["Type"] = {
       epoch: Effect.succeed(log.epoch),
       head: Effect.sync(() => id(log.head)),
       earliest: Effect.sync(() => log.earliest),
@@ -140,7 +141,7 @@ export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<Even
           const page = log.read(after, readOptions)
           return page === "expired"
             ? Effect.fail(
-              new EventLog.EventLogError({
+              new EventLogError({
                 reason: "Expired",
                 message: `events after seq ${after} are no longer retained (earliest is ${log.earliest})`
               })
@@ -152,7 +153,8 @@ export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<Even
           Effect.sync(() => ({ stop: log.follow(listener), head: id(log.head) })),
           ({ stop }) => Effect.sync(stop)
         ).pipe(Effect.map(({ head }) => head)) as Effect.Effect<Event.EventId, never, Scope.Scope>
-    })
+    }
+    return service
   })
 
 const positive = (value: number | undefined, fallback: number): number => {

@@ -12,8 +12,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
 import { Readable } from "node:stream"
-import * as EventBus from "../EventBus.js"
-import * as SseRoute from "../SseRoute.js"
+import type * as EventBus from "../EventBus.js"
+import type * as SseRoute from "../SseRoute.js"
 import { compileAccess, refuseSubscription } from "./access.js"
 import { formatId, validatePattern } from "./event.js"
 import { subscriberOf, type Subscriber } from "./eventBus.js"
@@ -73,11 +73,11 @@ const respond = (
 
 /** @internal */
 export const make = (
-  options?: SseRoute.Options
-): Effect.Effect<SseRoute.SseRoute["Type"], never, EventBus.EventBus | Scope.Scope> =>
+  options: SseRoute.Options | undefined,
+  bus: EventBus.EventBus["Type"]
+): Effect.Effect<SseRoute.SseRoute["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const config = resolve(options)
-    const bus = yield* EventBus.EventBus
     const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
     const writer = new Writer({
       heartbeatMillis: config.heartbeat,
@@ -354,7 +354,7 @@ export const make = (
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
         Effect.map(handler, (response) => respond(request, response)))
 
-    return SseRoute.SseRoute.of({
+    const service: SseRoute.SseRoute["Type"] = {
       options: config,
       events,
       publish,
@@ -362,7 +362,8 @@ export const make = (
       metrics: raw(metrics),
       drain,
       connections: Effect.sync(openStreams)
-    })
+    }
+    return service
   })
 
 /** Polls a condition on real time (never the TestClock) until it holds or the deadline passes. */
