@@ -8,7 +8,8 @@
 /** Paths the page talks to (the route's configured paths). */
 export interface PagePaths {
   readonly events: string
-  readonly stats: string
+  /** `undefined` when the stats route is turned off. */
+  readonly stats: string | undefined
 }
 
 /** JSON that is safe inside an inline `<script>` (no `</script>`, no HTML comment openers). */
@@ -228,6 +229,7 @@ last event id; a cursor the server cannot serve answers <code>event: reset</code
   });
 
   const pollStats = async () => {
+    if (!PATHS.stats) return;
     try {
       const response = await fetch(PATHS.stats, { cache: "no-store" });
       const stats = await response.json();

@@ -9,8 +9,9 @@
  *   GET  /metrics  Prometheus text
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
- * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and every `SLUICE_SSE_*`
- * variable of `SseRoute.layerConfig` overrides a route option. It prints the address it is bound to
+ * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and the `SLUICE_SSE_*`,
+ * `SLUICE_BUS_*` and `SLUICE_LOG_*` variables (`SseRoute.fromEnv`, `EventBus.fromEnv`,
+ * `EventLog.memoryFromEnv`) override the route's, the bus's and the log's options. It prints the address it is bound to
  * and exits cleanly on SIGINT / SIGTERM: the route drains its streams (each gets `event: end` with
  * reason `shutdown`) before the HTTP server closes.
  */
@@ -26,6 +27,7 @@ import * as Schedule from "effect/Schedule"
 import * as Http from "node:http"
 import * as os from "node:os"
 import * as EventBus from "../src/EventBus.js"
+import * as EventLog from "../src/EventLog.js"
 import * as SseRoute from "../src/SseRoute.js"
 import { renderPage } from "./demo-page.js"
 
@@ -81,8 +83,9 @@ const formatUrl = (address: HttpServer.Address): string =>
  * stops, the route drains its streams, the bus shuts down, and only then does the server close.
  */
 const DemoLive = Layer.mergeAll(HttpLive, TickerLive).pipe(
-  Layer.provide(SseRoute.layerConfig({ publish: true })),
-  Layer.provideMerge(EventBus.layerMemory()),
+  Layer.provide(SseRoute.layerConfig(SseRoute.fromEnv({ publish: true }))),
+  Layer.provideMerge(EventBus.layerConfig(EventBus.fromEnv())),
+  Layer.provideMerge(EventLog.layerMemoryConfig(EventLog.memoryFromEnv())),
   Layer.provideMerge(ServerLive),
   Layer.tap((context) =>
     HttpServer.addressWith((address) =>

@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Event from "./Event.js"
 import * as EventLog from "./EventLog.js"
+import * as config from "./internal/config.js"
 import * as internal from "./internal/eventBus.js"
 import { PublishError, SubscribeError } from "./internal/errors.js"
 
@@ -224,7 +225,9 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options?: Options): Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =>
+export const make = (
+  options?: Options
+): Effect.Effect<EventBus["Type"], ConfigError.ConfigError, EventLog.EventLog | Scope.Scope> =>
   Effect.flatMap(EventLog.EventLog, (log) => internal.make(options, log))
 
 /**
@@ -233,7 +236,7 @@ export const make = (options?: Options): Effect.Effect<EventBus["Type"], never, 
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: Options): Layer.Layer<EventBus, never, EventLog.EventLog> =>
+export const layer = (options?: Options): Layer.Layer<EventBus, ConfigError.ConfigError, EventLog.EventLog> =>
   Layer.scoped(EventBus, make(options))
 
 /**
@@ -255,5 +258,24 @@ export const layerConfig = (
  */
 export const layerMemory = (
   options?: Options & { readonly log?: EventLog.MemoryOptions | undefined }
-): Layer.Layer<EventBus | EventLog.EventLog> =>
+): Layer.Layer<EventBus | EventLog.EventLog, ConfigError.ConfigError> =>
   Layer.provideMerge(layer(options), EventLog.layerMemory(options?.log))
+
+/**
+ * The bus's options from the environment, over `defaults`: `SLUICE_BUS_MAX_EVENTS`,
+ * `SLUICE_BUS_MAX_BYTES`, `SLUICE_BUS_MAX_REPLAY`, `SLUICE_BUS_MAX_EVENT_BYTES`,
+ * `SLUICE_BUS_MAX_REPLAY_BYTES` (positive integers) and `SLUICE_BUS_STALL_TIMEOUT` (a duration such
+ * as `30 seconds`). A bad value fails with a `ConfigError` naming its variable.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const fromEnv = (defaults?: Options): Config.Config<Options> =>
+  Config.all({
+    maxEvents: config.integerVar("SLUICE_BUS_MAX_EVENTS"),
+    maxBytes: config.integerVar("SLUICE_BUS_MAX_BYTES"),
+    maxReplay: config.integerVar("SLUICE_BUS_MAX_REPLAY"),
+    maxEventBytes: config.integerVar("SLUICE_BUS_MAX_EVENT_BYTES"),
+    maxReplayBytes: config.integerVar("SLUICE_BUS_MAX_REPLAY_BYTES"),
+    stallTimeout: config.durationVar("SLUICE_BUS_STALL_TIMEOUT")
+  }).pipe(Config.map((env) => config.overlay(defaults, env)))

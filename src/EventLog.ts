@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
+import * as config from "./internal/config.js"
 import * as internal from "./internal/eventLog.js"
 import { EventLogError } from "./internal/errors.js"
 
@@ -109,7 +110,8 @@ export interface MemoryOptions {
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemory: (options?: MemoryOptions) => Effect.Effect<EventLog["Type"]> = internal.makeMemory
+export const makeMemory: (options?: MemoryOptions) => Effect.Effect<EventLog["Type"], ConfigError.ConfigError> =
+  internal.makeMemory
 
 /**
  * The memory backend as a layer.
@@ -117,7 +119,7 @@ export const makeMemory: (options?: MemoryOptions) => Effect.Effect<EventLog["Ty
  * @since 0.1.0
  * @category layers
  */
-export const layerMemory = (options?: MemoryOptions): Layer.Layer<EventLog> =>
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<EventLog, ConfigError.ConfigError> =>
   Layer.effect(EventLog, makeMemory(options))
 
 /**
@@ -130,3 +132,17 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<EventLog> =>
 export const layerMemoryConfig = (
   config: Config.Config.Wrap<MemoryOptions>
 ): Layer.Layer<EventLog, ConfigError.ConfigError> => Layer.effect(EventLog, Effect.flatMap(Config.unwrap(config), makeMemory))
+
+/**
+ * The memory backend's options from the environment, over `defaults`: `SLUICE_LOG_MAX_EVENTS` and
+ * `SLUICE_LOG_MAX_BYTES` (positive integers). A bad value fails with a `ConfigError` naming its
+ * variable.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const memoryFromEnv = (defaults?: MemoryOptions): Config.Config<MemoryOptions> =>
+  Config.all({
+    maxEvents: config.integerVar("SLUICE_LOG_MAX_EVENTS"),
+    maxBytes: config.integerVar("SLUICE_LOG_MAX_BYTES")
+  }).pipe(Config.map((env) => config.overlay(defaults, env)))

@@ -17,8 +17,10 @@
  */
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -27,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as EventBus from "./EventBus.js"
+import * as routeOptions from "./internal/routeOptions.js"
 import * as internal from "./internal/sseRoute.js"
 
 /**
@@ -103,9 +106,9 @@ export interface Options {
   /** Path of the events route (GET stream, POST publish) for the layer adapters (default `/events`). */
   readonly path?: string | undefined
   /** Path of the JSON stats route for the layer adapters (default `/stats`). */
-  readonly statsPath?: string | undefined
+  readonly statsPath?: string | false | undefined
   /** Path of the Prometheus metrics route for the layer adapters (default `/metrics`). */
-  readonly metricsPath?: string | undefined
+  readonly metricsPath?: string | false | undefined
   /** Comment sent on a connection that wrote nothing for this long (default 15 s). */
   readonly heartbeat?: Duration.DurationInput | undefined
   /** Lower bound of the per-connection jittered `retry:` (default 1 s, never below 500 ms). */
@@ -163,8 +166,9 @@ export interface Options {
  */
 export interface ResolvedOptions {
   readonly path: string
-  readonly statsPath: string
-  readonly metricsPath: string
+  /** `undefined` when the route is turned off. */
+  readonly statsPath: string | undefined
+  readonly metricsPath: string | undefined
   readonly heartbeat: number
   readonly retryMin: number
   readonly retryMax: number
@@ -217,47 +221,71 @@ export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
 
 /**
  * Builds the route service over the {@link EventBus.EventBus} in context; closing the scope drains it.
+ * An option out of its bounds fails with a `ConfigError` naming it.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options?: Options): Effect.Effect<SseRoute["Type"], never, EventBus.EventBus | Scope.Scope> =>
-  Effect.flatMap(EventBus.EventBus, (bus) => internal.make(options, bus))
+export const make = (
+  options?: Options
+): Effect.Effect<SseRoute["Type"], ConfigError.ConfigError, EventBus.EventBus | Scope.Scope> =>
+  Effect.flatMap(
+    Effect.all([EventBus.EventBus, routeOptions.resolve(options)]),
+    ([bus, resolved]) => internal.make(resolved, bus)
+  )
 
 /**
- * The route service as a layer.
+ * The route service as a layer. An option out of its bounds fails the layer with a `ConfigError`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: Options): Layer.Layer<SseRoute, never, EventBus.EventBus> =>
+export const layer = (options?: Options): Layer.Layer<SseRoute, ConfigError.ConfigError, EventBus.EventBus> =>
   Layer.scoped(SseRoute, make(options))
 
+
 /**
- * The route service with every option overridable from the environment: `SLUICE_SSE_PATH`,
- * `SLUICE_SSE_HEARTBEAT`, `SLUICE_SSE_RETRY_MIN`, `SLUICE_SSE_RETRY_MAX`, `SLUICE_SSE_WRITE_DEADLINE`,
- * `SLUICE_SSE_MAX_LIFETIME`, `SLUICE_SSE_STALL_TIMEOUT` (durations such as `15 seconds`),
- * `SLUICE_SSE_MAX_EVENTS`, `SLUICE_SSE_MAX_BYTES`, `SLUICE_SSE_MAX_REPLAY`, `SLUICE_SSE_MAX_BODY_BYTES`
- * (integers) and `SLUICE_SSE_PUBLISH` (boolean). `options` are the defaults under them.
+ * The route service with its options read from a `Config`, e.g. {@link fromEnv}.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (options?: Options): Layer.Layer<SseRoute, ConfigError.ConfigError, EventBus.EventBus> =>
-  Layer.scoped(SseRoute, Effect.flatMap(internal.optionsFromEnv(options), make))
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<SseRoute, ConfigError.ConfigError, EventBus.EventBus> =>
+  Layer.scoped(SseRoute, Effect.flatMap(Config.unwrap(config), make))
 
 /**
- * A classic `HttpRouter` with `GET /events`, `POST /events`, `GET /stats` and `GET /metrics`. Mount
- * it under a prefix with `HttpRouter.mount("/bus", SseRoute.router)`; it needs {@link SseRoute}.
+ * The route's options from the environment, over `defaults`. Durations read like `15 seconds`;
+ * paths must start with `/` (`off` turns the stats or metrics route off). A bad value fails with a
+ * `ConfigError` naming its variable.
+ *
+ * | Variable | Option |
+ * | --- | --- |
+ * | `SLUICE_SSE_PATH`, `SLUICE_SSE_STATS_PATH`, `SLUICE_SSE_METRICS_PATH` | `path`, `statsPath`, `metricsPath` |
+ * | `SLUICE_SSE_HEARTBEAT`, `SLUICE_SSE_RETRY_MIN`, `SLUICE_SSE_RETRY_MAX` | `heartbeat`, `retryMin`, `retryMax` |
+ * | `SLUICE_SSE_WRITE_DEADLINE`, `SLUICE_SSE_MAX_LIFETIME`, `SLUICE_SSE_DRAIN_TIMEOUT` | `writeDeadline`, `maxLifetime`, `drainTimeout` |
+ * | `SLUICE_SSE_STALL_TIMEOUT`, `SLUICE_SSE_BODY_TIMEOUT` | `stallTimeout`, `bodyTimeout` |
+ * | `SLUICE_SSE_MAX_EVENTS`, `SLUICE_SSE_MAX_BYTES`, `SLUICE_SSE_MAX_REPLAY` | `maxEvents`, `maxBytes`, `maxReplay` |
+ * | `SLUICE_SSE_MAX_TOPICS`, `SLUICE_SSE_MAX_BODY_BYTES` | `maxTopics`, `maxBodyBytes` |
+ * | `SLUICE_SSE_PUBLISH`, `SLUICE_SSE_CHUNKED` | `publish`, `chunked` (`true` / `false`) |
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const fromEnv: (defaults?: Options) => Config.Config<Options> = routeOptions.fromEnv
+
+/**
+ * A classic `HttpRouter` serving the route at the configured paths (`GET`/`POST` on `path`, `GET`
+ * on `statsPath` and `metricsPath` unless they are off). Mount it under a prefix with
+ * `HttpRouter.mount("/bus", SseRoute.router)`; it needs {@link SseRoute}. Any other path is
+ * `RouteNotFound`, so the routes of a router it is concatenated with keep precedence.
  *
  * @since 0.1.0
  * @category routers
  */
-export const router: HttpRouter.HttpRouter<never, SseRoute> = HttpRouter.empty.pipe(
-  HttpRouter.get("/events", Effect.flatMap(SseRoute, (route) => route.events)),
-  HttpRouter.post("/events", Effect.flatMap(SseRoute, (route) => route.publish)),
-  HttpRouter.get("/stats", Effect.flatMap(SseRoute, (route) => route.stats)),
-  HttpRouter.get("/metrics", Effect.flatMap(SseRoute, (route) => route.metrics))
+export const router: HttpRouter.HttpRouter<HttpServerError.RouteNotFound, SseRoute> = HttpRouter.empty.pipe(
+  HttpRouter.all("*", Effect.flatMap(SseRoute, internal.dispatch))
 )
 
 /**
@@ -276,8 +304,8 @@ export const layerRouter = <Self, Name extends string, E, R>(
       const { metricsPath, path, statsPath } = route.options
       yield* r.get(path as HttpRouter.PathInput, route.events)
       yield* r.post(path as HttpRouter.PathInput, route.publish)
-      yield* r.get(statsPath as HttpRouter.PathInput, route.stats)
-      yield* r.get(metricsPath as HttpRouter.PathInput, route.metrics)
+      if (statsPath !== undefined) yield* r.get(statsPath as HttpRouter.PathInput, route.stats)
+      if (metricsPath !== undefined) yield* r.get(metricsPath as HttpRouter.PathInput, route.metrics)
     })
   )
 
@@ -294,7 +322,7 @@ export const layerHttpLayerRouter: Layer.Layer<never, never, HttpLayerRouter.Htt
       const { metricsPath, path, statsPath } = route.options
       yield* r.add("GET", path as HttpLayerRouter.PathInput, route.events)
       yield* r.add("POST", path as HttpLayerRouter.PathInput, route.publish)
-      yield* r.add("GET", statsPath as HttpLayerRouter.PathInput, route.stats)
-      yield* r.add("GET", metricsPath as HttpLayerRouter.PathInput, route.metrics)
+      if (statsPath !== undefined) yield* r.add("GET", statsPath as HttpLayerRouter.PathInput, route.stats)
+      if (metricsPath !== undefined) yield* r.add("GET", metricsPath as HttpLayerRouter.PathInput, route.metrics)
     })
   )

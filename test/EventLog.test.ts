@@ -1,10 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as EventLog from "../src/EventLog.js"
@@ -105,11 +103,12 @@ describe("EventLog memory backend", () => {
       assert.deepStrictEqual(page.events, stored.slice(7))
     }).pipe(withLog({ maxEvents: 5 })))
 
-  it.effect("refuses non-positive limits as a defect", () =>
+  it.effect("refuses non-positive limits with a ConfigError naming the option", () =>
     Effect.gen(function*() {
       for (const options of [{ maxEvents: 0 }, { maxBytes: -1 }, { maxEvents: Number.NaN }]) {
-        const exit = yield* Effect.exit(EventLog.makeMemory(options))
-        assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), JSON.stringify(options))
+        const error = yield* Effect.flip(EventLog.makeMemory(options))
+        assert.strictEqual(error._op, "InvalidData", JSON.stringify(options))
+        assert.include(error.message, Object.keys(options)[0]!)
       }
     }))
 

@@ -2,12 +2,14 @@
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as ConfigError from "effect/ConfigError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -546,7 +548,7 @@ const positiveInt = (name: string, value: number | undefined, fallback: number):
 /** A subscription's limits with the bus's defaults applied, or what is wrong with them. */
 const subscribeLimits = (
   options: EventBus.SubscribeOptions | undefined,
-  config: ReturnType<typeof resolveOptions>
+  config: ReturnType<typeof resolveOrThrow>
 ): { maxEvents: number; maxBytes: number; maxReplay: number; stallTimeout: number } | string => {
   try {
     const stallTimeout = options?.stallTimeout === undefined
@@ -565,22 +567,35 @@ const subscribeLimits = (
 }
 
 /** @internal */
-export const resolveOptions = (options: EventBus.Options | undefined) => ({
+export const resolveOptions = (options: EventBus.Options | undefined) =>
+  Either.try({
+    try: () => resolveOrThrow(options),
+    catch: (e) => ConfigError.InvalidData(["EventBus"], `EventBus option ${e instanceof Error ? e.message : String(e)}`)
+  })
+
+const resolveOrThrow = (options: EventBus.Options | undefined) => ({
   maxEvents: positiveInt("maxEvents", options?.maxEvents, 1_000),
   maxBytes: positiveInt("maxBytes", options?.maxBytes, 1024 * 1024),
   maxReplay: positiveInt("maxReplay", options?.maxReplay, 1_000),
   maxEventBytes: positiveInt("maxEventBytes", options?.maxEventBytes, 1024 * 1024),
   maxReplayBytes: positiveInt("maxReplayBytes", options?.maxReplayBytes, 64 * 1024 * 1024),
-  stallTimeout: Duration.toMillis(Duration.decode(options?.stallTimeout ?? "30 seconds"))
+  stallTimeout: positiveMillis("stallTimeout", options?.stallTimeout ?? "30 seconds")
 })
+
+const positiveMillis = (name: string, input: Duration.DurationInput): number => {
+  const decoded = Duration.decodeUnknown(input)
+  const ms = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : Number.NaN
+  if (!(ms > 0) || !Number.isFinite(ms)) throw new RangeError(`${name} must be a positive duration, got ${String(input)}`)
+  return ms
+}
 
 /** @internal */
 export const make = (
   options: EventBus.Options | undefined,
   log: EventLog.EventLog["Type"]
-): Effect.Effect<EventBus.EventBus["Type"], never, Scope.Scope> =>
+): Effect.Effect<EventBus.EventBus["Type"], ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
-    const config = resolveOptions(options)
+    const config = yield* resolveOptions(options)
     const hub = new Hub(config.maxReplayBytes)
     hub.epoch = yield* Effect.orDie(log.epoch)
     const start = yield* Effect.orDie(log.follow(hub.onEvents))

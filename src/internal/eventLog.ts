@@ -1,5 +1,6 @@
 /** @internal */
 import { randomBytes } from "node:crypto"
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
@@ -123,13 +124,22 @@ export class MemoryLog {
 }
 
 /** @internal */
-export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<EventLog.EventLog["Type"]> =>
-  Effect.sync(() => {
-    const log = new MemoryLog({
-      maxEvents: positive(options?.maxEvents, 10_000),
-      maxBytes: positive(options?.maxBytes, 64 * 1024 * 1024),
-      epoch: options?.epoch ?? newEpoch()
-    })
+export const makeMemory = (
+  options?: EventLog.MemoryOptions
+): Effect.Effect<EventLog.EventLog["Type"], ConfigError.ConfigError> =>
+  Effect.try({
+    try: () => memoryLog(options),
+    catch: (e) => ConfigError.InvalidData(["EventLog"], `EventLog option ${e instanceof Error ? e.message : String(e)}`)
+  }).pipe(Effect.map(serviceOf))
+
+const memoryLog = (options: EventLog.MemoryOptions | undefined): MemoryLog =>
+  new MemoryLog({
+    maxEvents: positive("maxEvents", options?.maxEvents, 10_000),
+    maxBytes: positive("maxBytes", options?.maxBytes, 64 * 1024 * 1024),
+    epoch: options?.epoch ?? newEpoch()
+  })
+
+const serviceOf = (log: MemoryLog): EventLog.EventLog["Type"] => {
     const id = (seq: number): Event.EventId => ({ epoch: log.epoch, seq })
     const service: EventLog.EventLog["Type"] = {
       epoch: Effect.succeed(log.epoch),
@@ -155,10 +165,10 @@ export const makeMemory = (options?: EventLog.MemoryOptions): Effect.Effect<Even
         ).pipe(Effect.map(({ head }) => head)) as Effect.Effect<Event.EventId, never, Scope.Scope>
     }
     return service
-  })
+}
 
-const positive = (value: number | undefined, fallback: number): number => {
+const positive = (name: string, value: number | undefined, fallback: number): number => {
   if (value === undefined) return fallback
-  if (!Number.isFinite(value) || value < 1) throw new RangeError(`expected a positive number, got ${value}`)
+  if (!Number.isFinite(value) || value < 1) throw new RangeError(`${name} must be a positive number, got ${value}`)
   return Math.floor(value)
 }

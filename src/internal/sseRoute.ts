@@ -1,4 +1,5 @@
 /** @internal */
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Chunk from "effect/Chunk"
@@ -20,12 +21,10 @@ import { subscriberOf, type Subscriber } from "./eventBus.js"
 import { endRaw, guardSocket, isQueued, rawRequest, rawResponse, resetSocket } from "./nodeEdge.js"
 import { renderAll } from "./prometheus.js"
 import { errorJson, makePublish } from "./publishRoute.js"
-import { resolve } from "./routeOptions.js"
 import { ServerGuard } from "./serverGuard.js"
 import { comment, frameOf, frameText, retry } from "./sse.js"
 import { endFrame, Writer } from "./sseWriter.js"
 
-export { optionsFromEnv, resolve } from "./routeOptions.js"
 
 const HEARTBEAT = ":\n\n"
 
@@ -73,11 +72,10 @@ const respond = (
 
 /** @internal */
 export const make = (
-  options: SseRoute.Options | undefined,
+  config: SseRoute.ResolvedOptions,
   bus: EventBus.EventBus["Type"]
 ): Effect.Effect<SseRoute.SseRoute["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
-    const config = resolve(options)
     const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
     const writer = new Writer({
       heartbeatMillis: config.heartbeat,
@@ -377,4 +375,27 @@ const waitUntil = (done: () => boolean, timeoutMillis: number): Effect.Effect<vo
     }
     check()
     return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * The classic router's single catch-all route: the handler for the request's path and method at
+ * the configured paths, or `RouteNotFound`.
+ * @internal
+ */
+export const dispatch = (
+  route: SseRoute.SseRoute["Type"]
+): Effect.Effect<
+  HttpServerResponse.HttpServerResponse,
+  HttpServerError.RouteNotFound,
+  HttpServerRequest.HttpServerRequest | Scope.Scope
+> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const { metricsPath, path, statsPath } = route.options
+    const pathname = new URL(request.url, "http://localhost").pathname
+    const get = request.method === "GET" || request.method === "HEAD"
+    if (pathname === path && get) return route.events
+    if (pathname === path && request.method === "POST") return route.publish
+    if (pathname === statsPath && get) return route.stats
+    if (pathname === metricsPath && get) return route.metrics
+    return Effect.fail(new HttpServerError.RouteNotFound({ request }))
   })

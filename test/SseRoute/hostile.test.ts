@@ -145,7 +145,7 @@ describe("SseRoute against hostile clients", () => {
 
   it.effect("the maximum lifetime is on by default: 10 minutes", () =>
     Effect.gen(function*() {
-      assert.strictEqual(resolve(undefined).maxLifetime, 600_000)
-      assert.strictEqual(resolve({ maxLifetime: Duration.infinity }).maxLifetime, undefined)
+      assert.strictEqual((yield* resolve(undefined)).maxLifetime, 600_000)
+      assert.strictEqual((yield* resolve({ maxLifetime: Duration.infinity })).maxLifetime, undefined)
     }))
 })
