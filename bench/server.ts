@@ -87,7 +87,7 @@ const startSluice = async (): Promise<Target> => {
     import("effect/Scope"),
     import("../test/utils/server.js")
   ])
-  const { subscriberOf } = await import("../src/internal/eventBus.js")
+  const { inspectSubscriber } = await import("../src/internal/eventBus.js")
   const scope = Effect.runSync(Scope.make())
   const route = config.route ?? {}
   const server = await Effect.runPromise(Scope.extend(
@@ -110,7 +110,7 @@ const startSluice = async (): Promise<Target> => {
   const stats = () => Effect.runSync(bus.stats)
   // Read-only access to the bus's subscriber registry, for per-subscriber memory (S6): a throwaway
   // subscription leads to it and is closed at once.
-  const hub = Effect.runSync(Effect.scoped(Effect.map(bus.subscribe({ topics: ["bench-probe"] }), (s) => subscriberOf(s).hub)))
+  const hub = Effect.runSync(Effect.scoped(Effect.map(bus.subscribe({ topics: ["bench-probe"] }), (s) => inspectSubscriber(s).hub)))
   return {
     port: server.port,
     publish: (datas, topic = TOPIC) => {

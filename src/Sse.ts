@@ -33,13 +33,14 @@ export interface Frame {
 export const encode: (frame: Frame) => string = internal.frameText
 
 /**
- * The shared, UTF-8 encoded frame of a log event (`id: <epoch>-<seq>`, `event:` unless `message`,
- * `data:` lines). Encoded once per event object and cached.
+ * The UTF-8 encoded frame of a log event (`id: <epoch>-<seq>`, `event:` unless `message`, `data:`
+ * lines). The frame is encoded once per event object and cached for every connection; this returns
+ * a copy of it, so a caller may do anything with the bytes.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const encodeEvent: (event: Event.Event) => Uint8Array = internal.frameOf
+export const encodeEvent = (event: Event.Event): Uint8Array => Uint8Array.from(internal.frameOf(event))
 
 /**
  * A comment block (`: text`), ignored by clients; used for the opening bytes and heartbeats.

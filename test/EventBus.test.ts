@@ -13,7 +13,7 @@ import * as TestClock from "effect/TestClock"
 import * as Event from "../src/Event.js"
 import * as EventBus from "../src/EventBus.js"
 import * as EventLog from "../src/EventLog.js"
-import { subscriberOf } from "../src/internal/eventBus.js"
+import { inspectSubscriber } from "../src/internal/eventBus.js"
 import * as Sse from "../src/Sse.js"
 import * as Delivery from "./utils/DeliveryChecker.js"
 
@@ -444,7 +444,7 @@ describe("EventBus", () => {
       Effect.gen(function*() {
         const { bus } = yield* makeBus()
         const probe = yield* bus.subscribe()
-        const matchers = (subscriberOf(probe).hub as unknown as { readonly matchers: Map<string, unknown> }).matchers
+        const matchers = (inspectSubscriber(probe).hub as unknown as { readonly matchers: Map<string, unknown> }).matchers
         const scope = yield* Scope.make()
         for (let i = 0; i < 50; i++) {
           yield* Scope.extend(bus.subscribe({ topics: [`t/${i}`, "shared/*"] }), scope)
@@ -477,8 +477,8 @@ describe("EventBus", () => {
         // 4,000 events, caps of 2: only `prefix` matched anything (the 1,000 `a/2` events) and overflowed
         assert.strictEqual(yield* prefix.ended, "overflow")
         for (const sub of [exact, predicate, both]) {
-          assert.strictEqual(subscriberOf(sub).buffer.length, 0)
-          assert.strictEqual(subscriberOf(sub).endReason, undefined)
+          assert.strictEqual(inspectSubscriber(sub).buffer.length, 0)
+          assert.strictEqual(inspectSubscriber(sub).endReason, undefined)
         }
         assert.strictEqual((yield* bus.stats).bufferedEvents, 2, "the overflowed prefix subscriber's two events")
 
@@ -535,7 +535,7 @@ describe("EventBus", () => {
         const maxBytes = 1024 * 1024
         const { bus, log } = yield* makeBus({ log: { maxEvents: 200_000 } })
         const idle = yield* bus.subscribe({ maxEvents, maxBytes })
-        const idleBuffer = subscriberOf(idle)
+        const idleBuffer = inspectSubscriber(idle)
         const readers = yield* Effect.all([
           bus.subscribe({ maxEvents: 20_000 }),
           bus.subscribe({ maxEvents: 20_000, topics: ["t/*"] })
@@ -594,7 +594,7 @@ describe("EventBus", () => {
         const sub = yield* bus.subscribe()
         const large = (i: number) => ({ topic: "t", data: String(i).repeat(3_000) })
         const stored = yield* bus.publishAll([large(1), large(2), large(3)])
-        assert.strictEqual(subscriberOf(sub).endReason, undefined)
+        assert.strictEqual(inspectSubscriber(sub).endReason, undefined)
         assert.isAtMost(frameBytes(stored), 10_000)
         yield* bus.publish(large(4))
         assert.strictEqual(yield* sub.ended, "overflow")
@@ -610,12 +610,12 @@ describe("EventBus", () => {
         const sub = yield* bus.subscribe()
         const big = yield* bus.subscribe({ maxEvents: 6 })
         const stored = yield* bus.publishAll(inputs(5))
-        assert.strictEqual(subscriberOf(sub).endReason, undefined)
+        assert.strictEqual(inspectSubscriber(sub).endReason, undefined)
         yield* bus.publish({ topic: "t", data: "6" })
         assert.strictEqual(yield* sub.ended, "overflow")
-        assert.strictEqual(subscriberOf(big).endReason, undefined, "a per-subscription cap overrides the bus's")
+        assert.strictEqual(inspectSubscriber(big).endReason, undefined, "a per-subscription cap overrides the bus's")
         assert.deepStrictEqual(yield* collect(sub.events), stored)
-        assert.strictEqual(subscriberOf(sub).bytes, 0)
+        assert.strictEqual(inspectSubscriber(sub).bytes, 0)
       }))
 
     it.scoped("a per-subscription byte cap overrides the bus's", () =>
@@ -648,8 +648,8 @@ describe("EventBus", () => {
         )
         for (let i = 0; i < 120; i++) yield* TestClock.adjust("500 millis")
         assert.strictEqual(yield* stuck.ended, "stalled")
-        assert.strictEqual(subscriberOf(slow).endReason, undefined)
-        assert.strictEqual(subscriberOf(idle).endReason, undefined, "an empty buffer never stalls")
+        assert.strictEqual(inspectSubscriber(slow).endReason, undefined)
+        assert.strictEqual(inspectSubscriber(idle).endReason, undefined, "an empty buffer never stalls")
         assert.isTrue(Option.isNone(yield* Fiber.poll(slowFiber)))
         assert.isAtLeast(slowReceived, 40)
         const stats = yield* bus.stats
@@ -665,9 +665,9 @@ describe("EventBus", () => {
         const sub = yield* bus.subscribe()
         yield* bus.publish({ topic: "t", data: "x" })
         yield* TestClock.adjust("9 seconds")
-        assert.strictEqual(subscriberOf(sub).endReason, undefined)
+        assert.strictEqual(inspectSubscriber(sub).endReason, undefined)
         yield* TestClock.adjust("3 seconds")
-        assert.strictEqual(subscriberOf(sub).endReason, "stalled")
+        assert.strictEqual(inspectSubscriber(sub).endReason, "stalled")
       }))
   })
 

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { createParser, type EventSourceMessage } from "eventsource-parser"
 import * as Event from "../src/Event.js"
-import { frameSizeOf } from "../src/internal/sse.js"
+import { frameOf, frameSizeOf } from "../src/internal/sse.js"
 import * as Sse from "../src/Sse.js"
 
 /** Everything a spec parser makes of a stream of text, fed in the given pieces. */
@@ -73,14 +73,17 @@ describe("Sse encoder", () => {
       assert.strictEqual(Sse.retry(-5), "retry: 0\n")
     })
 
-    it("encodeEvent renders id, type and data as UTF-8, once per event object", () => {
+    it("encodeEvent renders id, type and data as UTF-8, encoded once per event object, handed out as a copy", () => {
       const e = event({ type: "order.created", data: "ünï\r\ncode" })
       const bytes = Sse.encodeEvent(e)
       assert.strictEqual(
         new TextDecoder().decode(bytes),
         "id: k3x9q2-42\nevent: order.created\ndata: ünï\ndata: code\n\n"
       )
-      assert.strictEqual(Sse.encodeEvent(e), bytes, "the frame is cached and shared")
+      assert.strictEqual(frameOf(e), frameOf(e), "the frame is cached and shared inside")
+      bytes.fill(0) // a caller that scribbles on its bytes
+      assert.deepStrictEqual(Sse.encodeEvent(e), Uint8Array.from(frameOf(e)))
+      assert.strictEqual(new TextDecoder().decode(frameOf(e)).slice(0, 4), "id: ", "the shared frame is untouched")
       assert.strictEqual(new TextDecoder().decode(Sse.encodeEvent(event({ data: "x" }))), "id: k3x9q2-42\ndata: x\n\n")
     })
   })

@@ -75,6 +75,8 @@ export class Subscriber {
 
   /** Topics and filter together: what the slow path and the replay test each event with. */
   readonly match: ((event: Event.Event) => boolean) | undefined
+  /** Consumed by a writer chosen at construction (an SSE connection), not by `takeAll` / `events`. */
+  readonly external: boolean
 
   constructor(
     readonly hub: Hub,
@@ -87,8 +89,14 @@ export class Subscriber {
     /** A non-empty buffer not drained for this long (ms) ends the subscriber as `stalled`. */
     readonly stallTimeout: number,
     /** Live events with `seq <= floor` are skipped: the replay covers them. */
-    public floor: number
+    public floor: number,
+    consumer?: Consumer
   ) {
+    this.external = consumer !== undefined
+    if (consumer !== undefined) {
+      this.encodes = consumer.encodes
+      this.notify = consumer.onReady
+    }
     const test = topics?.test
     this.match = test === undefined ? filter : filter === undefined ? test : (event) => test(event) && filter(event)
   }
@@ -129,6 +137,24 @@ export class Subscriber {
     if (this.endedDeferred !== undefined) Deferred.unsafeDone(this.endedDeferred, Effect.succeed(reason))
     const notify = this.notify
     if (notify !== undefined) notify()
+  }
+
+  /** How many events the buffer holds. */
+  get buffered(): number {
+    return this.buffer.length
+  }
+
+  /** The replay still to deliver, if any (a finished one is dropped here). */
+  get replaying(): Replay | undefined {
+    const replay = this.replay
+    if (replay !== undefined && replay.done) this.replay = undefined
+    return this.replay
+  }
+
+  /** A consumer delivered `n` replayed events: counted, and progress for the stall sweep. */
+  delivered(n: number): void {
+    this.drains++
+    this.hub.countDelivered(n)
   }
 
   /** Drops what the buffer holds (after a replay that could not finish, it would follow a gap). */
@@ -422,9 +448,61 @@ const safeMatch = (sub: Subscriber, event: Event.Event): boolean => {
 /** @internal */
 export const SubscriberKey: unique symbol = Symbol.for("sluice/EventBus/Subscriber") as never
 
-/** @internal */
-export const subscriberOf = (subscription: EventBus.Subscription): Subscriber =>
+/**
+ * The subscriber behind a public subscription, for tests and benchmarks that inspect buffers. The
+ * library itself never reaches through a subscription: the SSE route subscribes with
+ * {@link rawSubscribe}.
+ * @internal
+ */
+export const inspectSubscriber = (subscription: EventBus.Subscription): Subscriber =>
   (subscription as unknown as Record<typeof SubscriberKey, Subscriber>)[SubscriberKey]
+
+/**
+ * The consumer a raw subscription is made for, chosen at construction: it is told (synchronously,
+ * from the fan-out or an end) when events arrived or the subscriber ended, and nothing else may
+ * consume the subscriber.
+ * @internal
+ */
+export interface Consumer {
+  /** It writes encoded frames: the fan-out sizes events by encoding them, once. */
+  readonly encodes: boolean
+  readonly onReady: () => void
+}
+
+/** What a raw consumer may do with its subscriber. @internal */
+export type SubscriberHandle = Pick<
+  Subscriber,
+  "take" | "end" | "close" | "endReason" | "buffered" | "replaying" | "delivered" | "replayFailed"
+>
+
+/** A subscription made for one raw consumer (the SSE writer). @internal */
+export interface RawSubscription {
+  readonly outcome: EventBus.ResumeOutcome
+  readonly subscriber: SubscriberHandle
+}
+
+type RawSubscribe = (
+  options: EventBus.SubscribeOptions,
+  consumer: Consumer
+) => Effect.Effect<RawSubscription, SubscribeError, Scope.Scope>
+
+const rawSubscribers = new WeakMap<object, RawSubscribe>()
+
+/**
+ * Subscribes for a raw consumer on a bus this module made; registered for the scope like
+ * `subscribe`. A bus made elsewhere has no raw side: that is a defect with a clear message.
+ * @internal
+ */
+export const rawSubscribe = (
+  bus: EventBus.EventBus["Type"],
+  options: EventBus.SubscribeOptions,
+  consumer: Consumer
+): Effect.Effect<RawSubscription, SubscribeError, Scope.Scope> => {
+  const raw = rawSubscribers.get(bus)
+  return raw === undefined
+    ? Effect.dieMessage("SseRoute needs a bus made by EventBus.make / EventBus.layer")
+    : raw(options, consumer)
+}
 
 /**
  * The public face of a subscriber. Its consumer side (`takeAll`, `events`, `ended`, `end`) is built
@@ -496,6 +574,9 @@ class SubscriptionImpl {
       if (sub.notify === wake) sub.notify = undefined
     })
     const parked = Effect.async<Taken>((resume) => {
+      if (this.waiting !== undefined) {
+        return resume(Effect.dieMessage("a subscription has one consumer at a time: takeAll is already waiting"))
+      }
       // Anything that arrived between the last poll and this registration found no `notify` to
       // call, so look again before sleeping (no lost wake-up).
       const ready = this.poll()
@@ -505,6 +586,7 @@ class SubscriptionImpl {
       return cancelWait
     })
     takeAll = this.takeAllEffect = Effect.suspend(() => {
+      if (sub.external) return Effect.dieMessage("this subscription is consumed by its writer, not by takeAll")
       const replay = sub.replay
       if (replay !== undefined) return this.replayStep(replay, takeAll!)
       const ready = this.poll()
@@ -641,7 +723,7 @@ export const make = (
           new PublishError({ reason: "Unavailable", message: cause.message, cause }))
       })
 
-    const subscribe = (subscribeOptions?: EventBus.SubscribeOptions) =>
+    const register = (subscribeOptions: EventBus.SubscribeOptions | undefined, consumer: Consumer | undefined) =>
       Effect.gen(function*() {
         const topics = subscribeOptions?.topics ?? []
         for (const topic of topics) {
@@ -668,7 +750,8 @@ export const make = (
               maxEvents,
               maxBytes,
               stallTimeout,
-              hub.position
+              hub.position,
+              consumer
             )
             hub.register(s)
             if (hub.shuttingDown) s.end("shutdown")
@@ -688,8 +771,14 @@ export const make = (
         const replay = new Replay(hub, log, sub.match, resolved.replayCursor, position, maxBytes)
         replay.hold(resolved.replay, resolved.replayBytes, resolved.replayCursor)
         sub.replay = replay
-        return new SubscriptionImpl(sub, resolved.outcome, resolved.replay) as EventBus.Subscription
+        return { sub, outcome: resolved.outcome, firstPage: resolved.replay }
       })
+
+    const subscribe = (subscribeOptions?: EventBus.SubscribeOptions) =>
+      Effect.map(
+        register(subscribeOptions, undefined),
+        ({ firstPage, outcome, sub }): EventBus.Subscription => new SubscriptionImpl(sub, outcome, firstPage)
+      )
 
     const resolveResume = (
       after: string | Event.EventId | undefined,
@@ -797,6 +886,8 @@ export const make = (
       }),
       shutdown: Effect.sync(() => hub.shutdown())
     }
+    rawSubscribers.set(service, (options, consumer) =>
+      Effect.map(register(options, consumer), ({ outcome, sub }): RawSubscription => ({ outcome, subscriber: sub })))
     return service
   })
 

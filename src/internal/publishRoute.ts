@@ -17,10 +17,7 @@ import type * as SseRoute from "../SseRoute.js"
 import { formatId } from "./event.js"
 import { rawRequest } from "./nodeEdge.js"
 import { RateLimiter } from "./rateLimit.js"
-
-/** @internal */
-export const errorJson = (status: number, error: string, message: string, headers?: Record<string, string>) =>
-  HttpServerResponse.unsafeJson({ error, message }, { status, ...(headers === undefined ? {} : { headers }) })
+import { errorJson, type Granted } from "./request.js"
 
 /** What the publish handler needs from the route. @internal */
 export interface PublishContext {
@@ -32,7 +29,7 @@ export interface PublishContext {
     request: HttpServerRequest.HttpServerRequest,
     topics: ReadonlyArray<string>,
     action: "subscribe" | "publish"
-  ) => Effect.Effect<HttpServerResponse.HttpServerResponse | { readonly allows: ((topic: string) => boolean) | undefined }>
+  ) => Effect.Effect<Granted>
 }
 
 const tooLarge = (limit: number) =>

@@ -1,5 +1,6 @@
 /** @internal */
 import type * as Event from "../Event.js"
+import type * as EventBus from "../EventBus.js"
 import { EventRecord, formatId } from "./event.js"
 
 const LINE_BREAK = /\r\n|\r|\n/
@@ -143,6 +144,22 @@ export const comment = (text: string): string => {
 /** @internal */
 export const retry = (millis: number): string => `retry: ${Math.max(0, Math.floor(millis))}\n`
 
-/** @internal */
-export const concatFrames = (chunks: ReadonlyArray<Uint8Array>, totalBytes: number): Uint8Array =>
-  chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Array<Uint8Array>, totalBytes)
+/** The heartbeat: an empty comment. Shared by every connection; never mutated. @internal */
+export const HEARTBEAT: Uint8Array = Buffer.from(":\n\n", "latin1")
+
+/** The first bytes of every stream: its jittered `retry:` and a comment. @internal */
+export const opening = (retryMillis: number): string => `${retry(retryMillis)}${comment("sluice")}`
+
+/** The `event: end` frame, with no id (the client's cursor stays on its last event). @internal */
+export const endFrame = (reason: string): Uint8Array =>
+  Buffer.from(frameText({ event: "end", data: JSON.stringify({ reason }) }), "utf8")
+
+/** The `event: reset` frame of a resume outcome (empty unless it is a reset). @internal */
+export const resetFrame = (outcome: EventBus.ResumeOutcome): string =>
+  outcome._tag === "Reset"
+    ? frameText({
+      id: formatId(outcome.head),
+      event: "reset",
+      data: JSON.stringify({ reason: outcome.reason, head: formatId(outcome.head), message: outcome.message })
+    })
+    : ""

@@ -1,74 +1,34 @@
-/** @internal */
+/**
+ * The route's wiring: one central writer on the route's clock, the stream handler choosing its
+ * transport, the publish handler, stats and metrics, and shutdown.
+ * @internal
+ */
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Random from "effect/Random"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
-import { Readable } from "node:stream"
 import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
-import { compileAccess, refuseSubscription } from "./access.js"
-import { formatId, validatePattern } from "./event.js"
-import { subscriberOf, type Subscriber } from "./eventBus.js"
-import { endRaw, guardSocket, isQueued, rawRequest, rawResponse, resetSocket } from "./nodeEdge.js"
+import { rawSubscribe, type SubscriberHandle } from "./eventBus.js"
+import { endRaw, guardSocket, isQueued, rawRequest, rawResponse } from "./nodeEdge.js"
+import { CLOSE_DELIMITED_HEADERS, NodeSession, nodeStreamResponse, SSE_HEADERS } from "./nodeTransport.js"
+import { PortableSession, portableBody } from "./portableTransport.js"
 import { renderAll } from "./prometheus.js"
-import { errorJson, makePublish } from "./publishRoute.js"
+import { makePublish } from "./publishRoute.js"
+import { authorize, errorJson, readStreamRequest, respond, type StreamRequest } from "./request.js"
 import { ServerGuard } from "./serverGuard.js"
-import { comment, frameOf, frameText, retry } from "./sse.js"
-import { endFrame, Writer } from "./sseWriter.js"
-
-
-const HEARTBEAT = ":\n\n"
-
-const SSE_HEADERS = {
-  "cache-control": "no-cache, no-transform",
-  "x-accel-buffering": "no"
-} as const
-
-const CLOSE_DELIMITED_HEADERS = { ...SSE_HEADERS, connection: "close" } as const
-
-const resetFrame = (outcome: EventBus.ResumeOutcome): string =>
-  outcome._tag === "Reset"
-    ? frameText({
-      id: formatId(outcome.head),
-      event: "reset",
-      data: JSON.stringify({ reason: outcome.reason, head: formatId(outcome.head), message: outcome.message })
-    })
-    : ""
-
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  let total = 0
-  for (const p of parts) total += p.byteLength
-  return Buffer.concat(parts as Array<Uint8Array>, total)
-}
-
-/**
- * Answers a response whose Node response is queued behind another on a pipelined connection by
- * writing it raw: the platform would wait for its `'finish'`, which never comes if the connection
- * closes first. Other responses pass through.
- */
-const respond = (
-  request: HttpServerRequest.HttpServerRequest,
-  response: HttpServerResponse.HttpServerResponse
-): HttpServerResponse.HttpServerResponse => {
-  const res = rawResponse(request)
-  if (res === undefined || (!isQueued(res) && request.method !== "HEAD")) return response
-  const body = response.body
-  const bytes = body._tag === "Uint8Array" ? body.body : new Uint8Array(0)
-  const headers: Record<string, string> = { ...response.headers }
-  if (body._tag === "Uint8Array") headers["content-type"] = body.contentType
-  endRaw(res, response.status, headers, bytes)
-  return response
-}
+import type { Session } from "./session.js"
+import { endFrame, opening, resetFrame } from "./sse.js"
+import { Writer } from "./writer.js"
 
 /** @internal */
 export const make = (
@@ -76,53 +36,72 @@ export const make = (
   bus: EventBus.EventBus["Type"]
 ): Effect.Effect<SseRoute.SseRoute["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
+    const clock = yield* Effect.clock
     const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
-    const writer = new Writer({
-      heartbeatMillis: config.heartbeat,
-      writeDeadlineMillis: config.writeDeadline,
-      stallTimeoutMillis: config.stallTimeout
-    }, (conn, onPage) => {
-      const replay = conn.sub.replay
-      if (replay === undefined) return onPage(undefined)
-      runCallback(replay.next, { onExit: (exit) => onPage(Exit.isSuccess(exit) ? exit.value : "failed") })
-    })
-    const portable = new Set<Subscriber>()
+    const writer = new Writer(
+      config.heartbeat,
+      config.writeDeadline,
+      config.stallTimeout,
+      () => clock.unsafeCurrentTimeMillis(),
+      (session, onPage) => {
+        const replay = session.sub.replaying
+        if (replay === undefined) return onPage(undefined)
+        runCallback(replay.next, { onExit: (exit) => onPage(Exit.isSuccess(exit) ? exit.value : "failed") })
+      }
+    )
     const servers = new ServerGuard()
     let draining = false
 
-    // Real timers, not the Effect clock: the writer works on real sockets and real time.
+    // One fiber per route, on the route's clock: heartbeats, lifetimes, stalls, write deadlines.
     const tickEvery = Math.min(
       250,
       Math.max(10, Math.floor(Math.min(config.heartbeat, config.writeDeadline, config.maxLifetime ?? Infinity) / 4))
     )
-    yield* Effect.acquireRelease(
-      Effect.sync(() => setInterval(() => writer.tick(Date.now()), tickEvery)),
-      (timer) => Effect.sync(() => clearInterval(timer))
+    yield* Effect.sync(() => writer.tick(clock.unsafeCurrentTimeMillis())).pipe(
+      Effect.repeat(Schedule.spaced(Duration.millis(tickEvery))),
+      Effect.interruptible,
+      Effect.forkScoped
     )
-
-    const openStreams = () => writer.connections.size + portable.size
 
     const endAll = () => {
       draining = true
-      for (const conn of writer.connections) {
-        conn.closeSocketOnFinish = true
-        conn.sub.end("shutdown")
+      for (const session of writer.sessions) {
+        if (session instanceof NodeSession) session.closeSocketOnFinish = true
+        session.end("shutdown")
       }
-      for (const sub of portable) sub.end("shutdown")
     }
 
     const destroyLeft = () => {
-      for (const conn of Array.from(writer.connections)) {
-        resetSocket(conn.res)
-        conn.detach()
-      }
+      for (const session of Array.from(writer.sessions)) session.destroy()
     }
 
-    const drain = Effect.gen(function*() {
-      endAll()
-      yield* waitUntil(() => openStreams() === 0, config.drainTimeout)
-      destroyLeft()
-    })
+    /**
+     * Completes once no stream is open (a latch) or after `millis` on the route's clock. It never
+     * needs to be interrupted: shutdown runs in a finalizer, where nothing can be.
+     */
+    const whenEmptyWithin = (millis: number) =>
+      Effect.async<void>((resume) => {
+        if (writer.sessions.size === 0) return resume(Effect.void)
+        const cancels: Array<() => void> = []
+        let done = false
+        const finish = () => {
+          if (done) return
+          done = true
+          for (const cancel of cancels) cancel()
+          resume(Effect.void)
+        }
+        cancels.push(runCallback(writer.whenEmpty, { onExit: finish }))
+        cancels.push(runCallback(clock.sleep(Duration.millis(millis)), { onExit: finish }))
+        if (done) for (const cancel of cancels) cancel()
+      })
+
+    /** Ends every stream and waits for them (a latch), at most `millis`; then destroys the rest. */
+    const drainWithin = (millis: number) =>
+      Effect.gen(function*() {
+        endAll()
+        yield* whenEmptyWithin(millis)
+        destroyLeft()
+      })
 
     /**
      * Shutdown, in a fixed order, within `drainTimeout`: stop accepting and answer late requests;
@@ -130,215 +109,133 @@ export const make = (
      * for the rest to finish; at the deadline destroy whatever is left.
      */
     const shutdown = Effect.gen(function*() {
-      const deadline = Date.now() + config.drainTimeout
+      const deadline = clock.unsafeCurrentTimeMillis() + config.drainTimeout
       servers.stopAccepting(answerLate)
-      endAll()
-      yield* waitUntil(() => openStreams() === 0, config.drainTimeout)
-      destroyLeft()
-      yield* waitUntil(() => {
+      yield* drainWithin(config.drainTimeout)
+      const idle = Effect.sync(() => {
         servers.closeIdle()
         return servers.closed
-      }, Math.max(0, deadline - Date.now()))
+      })
+      yield* idle.pipe(Effect.repeat({
+        until: (closed) => closed || clock.unsafeCurrentTimeMillis() >= deadline,
+        schedule: Schedule.spaced("10 millis")
+      }))
       servers.destroyAll()
     })
     yield* Effect.addFinalizer(() => shutdown)
 
-    const jitteredRetry = () => config.retryMin + Math.floor(Math.random() * (config.retryMax - config.retryMin + 1))
-    const expiry = (now: number) =>
-      config.maxLifetime === undefined ? undefined : now + Math.floor(config.maxLifetime * (0.85 + Math.random() * 0.15))
-    const opening = () => `${retry(jitteredRetry())}${comment("sluice")}`
+    const retryMillis = Random.nextIntBetween(config.retryMin, config.retryMax + 1)
+    const expiry = Effect.gen(function*() {
+      if (config.maxLifetime === undefined) return undefined
+      const jitter = yield* Random.nextRange(0.85, 1)
+      return clock.unsafeCurrentTimeMillis() + Math.floor(config.maxLifetime * jitter)
+    })
 
-    const closingBytes = (reason: string) =>
-      Buffer.concat([Buffer.from(opening(), "utf8"), endFrame(reason)])
+    const closingBytes = (retry: number, reason: string) =>
+      Buffer.concat([Buffer.from(opening(retry), "utf8"), endFrame(reason)])
 
     const closingResponse = (reason: string) =>
-      HttpServerResponse.uint8Array(closingBytes(reason), {
-        contentType: "text/event-stream",
-        headers: CLOSE_DELIMITED_HEADERS
-      })
+      Effect.map(retryMillis, (retry) =>
+        HttpServerResponse.uint8Array(closingBytes(retry, reason), {
+          contentType: "text/event-stream",
+          headers: CLOSE_DELIMITED_HEADERS
+        }))
 
     /** A request that arrived after the platform stopped listening, during shutdown. */
     const answerLate = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
       const path = new URL(req.url ?? "/", "http://localhost").pathname
       if (req.method === "GET" && path === config.path) {
-        return endRaw(res, 200, { ...CLOSE_DELIMITED_HEADERS, "content-type": "text/event-stream" }, closingBytes("shutdown"))
+        const retry = config.retryMin + Math.floor(Math.random() * (config.retryMax - config.retryMin + 1))
+        const headers = { ...CLOSE_DELIMITED_HEADERS, "content-type": "text/event-stream" }
+        return endRaw(res, 200, headers, closingBytes(retry, "shutdown"))
       }
       const body = JSON.stringify({ error: "shutting_down", message: "the server is shutting down; retry on another node" })
       endRaw(res, 503, { "content-type": "application/json", connection: "close", "retry-after": "1" }, body)
     }
 
-    const authorize = (
-      request: HttpServerRequest.HttpServerRequest,
-      topics: ReadonlyArray<string>,
-      action: "subscribe" | "publish"
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse | { readonly allows: ((topic: string) => boolean) | undefined }> => {
-      const hook = config.authorize
-      if (hook === undefined) return Effect.succeed({ allows: undefined })
-      return hook(request, topics, action).pipe(
-        Effect.map((access) => {
-          const allows = compileAccess(access)
-          if (typeof allows === "string") return errorJson(500, "internal", "authorization failed")
-          if (action === "subscribe") {
-            const refused = refuseSubscription(access, allows, topics)
-            if (refused !== undefined) return errorJson(403, "forbidden", refused)
-          }
-          return { allows }
-        }),
-        Effect.catchAll((e) =>
-          Effect.succeed(
-            e._tag === "Unauthorized"
-              ? errorJson(401, "unauthorized", e.message)
-              : errorJson(403, "forbidden", e.message)
-          )
-        ),
-        Effect.catchAllDefect(() => Effect.succeed(errorJson(500, "internal", "authorization failed")))
-      )
-    }
+    /** Subscribes for a session of either transport; the session is made once the outcome is known. */
+    const subscribeFor = <S extends Session>(
+      stream: StreamRequest,
+      encodes: boolean,
+      makeSession: (sub: SubscriberHandle, backlog: Uint8Array, expiresAt: number | undefined) => S
+    ) =>
+      Effect.gen(function*() {
+        let session: S | undefined
+        const subscribed = yield* Effect.either(rawSubscribe(bus, {
+          topics: stream.topics,
+          filter: stream.allows === undefined ? undefined : ((allows) => (event) => allows(event.topic))(stream.allows),
+          after: stream.after,
+          maxEvents: config.maxEvents,
+          maxBytes: config.maxBytes,
+          maxReplay: config.maxReplay,
+          stallTimeout: Duration.millis(config.stallTimeout)
+        }, { encodes, onReady: () => session !== undefined && writer.markDirty(session) }))
+        if (Either.isLeft(subscribed)) return undefined
+        const { outcome, subscriber } = subscribed.right
+        const backlog = Buffer.from(opening(yield* retryMillis) + resetFrame(outcome), "utf8")
+        session = makeSession(subscriber, backlog, yield* expiry)
+        writer.add(session)
+        if (draining) session.end("shutdown")
+        return session
+      })
 
-    const parseTopics = (url: URL): ReadonlyArray<string> | HttpServerResponse.HttpServerResponse => {
-      const topics = url.searchParams.getAll("topic")
-      if (topics.length > config.maxTopics) {
-        return errorJson(400, "invalid_topic", `at most ${config.maxTopics} topics per subscription`)
-      }
-      for (const topic of topics) {
-        const error = validatePattern(topic)
-        if (error !== undefined) return errorJson(400, "invalid_topic", error)
-      }
-      return topics
-    }
+    const nodeStream = (stream: StreamRequest, res: Http.ServerResponse) =>
+      Effect.gen(function*() {
+        guardSocket(res.socket!, config.keepAlive)
+        const session = yield* subscribeFor(stream, true, (sub, backlog, expiresAt) =>
+          new NodeSession(writer, sub, res, backlog, expiresAt))
+        if (session === undefined) return yield* closingResponse("unavailable")
+        if (draining) session.closeSocketOnFinish = true
+        return yield* nodeStreamResponse(session, config.chunked)
+      })
+
+    const portableStream = (stream: StreamRequest) =>
+      HttpServerResponse.stream(
+        Stream.unwrapScoped(Effect.gen(function*() {
+          const session = yield* subscribeFor(stream, true, (sub, backlog, expiresAt) =>
+            new PortableSession(writer, sub, backlog, expiresAt))
+          if (session === undefined) return Stream.make(closingBytes(yield* retryMillis, "unavailable") as Uint8Array)
+          return portableBody(session)
+        })),
+        { contentType: "text/event-stream", headers: SSE_HEADERS }
+      )
 
     const eventsResponse = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       servers.track(rawRequest(request))
-      const url = new URL(request.url, "http://localhost")
-      const topics = parseTopics(url)
-      if (!Array.isArray(topics)) return topics as HttpServerResponse.HttpServerResponse
-      const access = yield* authorize(request, topics, "subscribe")
-      if (!("allows" in access)) return access
+      const stream = yield* readStreamRequest(config, request)
+      if (!("topics" in stream)) return stream
       if (request.method === "HEAD") {
         return HttpServerResponse.empty({ status: 200, headers: { ...SSE_HEADERS, "content-type": "text/event-stream" } })
       }
-      if (draining) return closingResponse("shutdown")
-      const header = request.headers["last-event-id"]
-      const allows = access.allows
-      const subscribeOptions: EventBus.SubscribeOptions = {
-        topics,
-        filter: allows === undefined ? undefined : (event) => allows(event.topic),
-        after: header !== undefined ? header : url.searchParams.get("lastEventId") ?? undefined,
-        maxEvents: config.maxEvents,
-        maxBytes: config.maxBytes,
-        maxReplay: config.maxReplay,
-        stallTimeout: Duration.millis(config.stallTimeout)
-      }
+      if (draining) return yield* closingResponse("shutdown")
       const res = rawResponse(request)
-      if (res === undefined) {
-        return HttpServerResponse.stream(portableBody(subscribeOptions, opening()), {
-          contentType: "text/event-stream",
-          headers: SSE_HEADERS
-        })
-      }
+      if (res === undefined) return portableStream(stream)
       if (isQueued(res)) {
         return errorJson(400, "pipelined", "an event stream cannot wait behind another request on one connection", {
           connection: "close"
         })
       }
-      return yield* nodeResponse(subscribeOptions, opening(), res)
+      return yield* nodeStream(stream, res)
     })
 
-    const events = Effect.flatMap(eventsResponse, (response) =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (request) => respond(request, response)))
-
-    /**
-     * The Node fast path. The subscription lives in the request scope and is also bound to the
-     * socket's `'close'`; the response body is an empty `Readable` that only ends the response, so
-     * the request's fiber waits on one promise and no `Stream` runs per connection. Every byte —
-     * opening, replay, live, end — is written by the central writer straight to the raw response,
-     * the replay page by page at the socket's pace.
-     */
-    const nodeResponse = (subscribeOptions: EventBus.SubscribeOptions, opening: string, res: Http.ServerResponse) =>
-      Effect.gen(function*() {
-        const socket = res.socket!
-        guardSocket(socket, config.keepAlive)
-        const result = yield* Effect.either(bus.subscribe(subscribeOptions))
-        if (Either.isLeft(result)) return closingResponse("unavailable")
-        const subscription = result.right
-        const sub = subscriberOf(subscription)
-        const conn = writer.attach(sub, res, expiry(Date.now()), [
-          Buffer.from(opening + resetFrame(subscription.outcome), "utf8")
-        ])
-        let started = false
-        const body: Readable = new Readable({
-          read() {
-            // First read: the server has written the head and piped this body; start writing.
-            if (started) return
-            started = true
-            writer.goLive(conn, (final) => {
-              if (final.byteLength > 0 && !res.writableEnded && !res.destroyed) res.write(final)
-              body.push(null)
-            })
-          }
-        })
-        const release = () => {
-          conn.detach()
-          if (!body.destroyed) body.destroy()
-        }
-        conn.onClose = release
-        yield* Effect.addFinalizer(() => Effect.sync(release))
-        if (socket.destroyed) {
-          // The peer left while the subscription started: its 'close' already fired.
-          sub.close()
-          release()
-        }
-        if (draining) {
-          conn.closeSocketOnFinish = true
-          sub.end("shutdown")
-        }
-        if (config.chunked) {
-          return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
-        }
-        // Close-delimited body: no chunk framing around each write (RFC 9112 §6.3); Node closes the
-        // socket once the response has finished.
-        res.removeHeader("transfer-encoding")
-        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: CLOSE_DELIMITED_HEADERS })
+    const raw = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        servers.track(rawRequest(request))
+        return Effect.map(handler, (response) => respond(request, response))
       })
 
-    const portableBody = (subscribeOptions: EventBus.SubscribeOptions, opening: string) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const result = yield* Effect.either(bus.subscribe(subscribeOptions))
-        if (Either.isLeft(result)) return Stream.make(closingBytes("unavailable") as Uint8Array)
-        const subscription = result.right
-        const sub = subscriberOf(subscription)
-        sub.encodes = true
-        yield* Effect.acquireRelease(Effect.sync(() => portable.add(sub)), () => Effect.sync(() => portable.delete(sub)))
-        if (draining) sub.end("shutdown")
-        if (config.maxLifetime !== undefined) {
-          const lifetime = expiry(0)!
-          yield* Effect.forkScoped(Effect.andThen(Effect.sleep(Duration.millis(lifetime)), subscription.end("lifetime")))
-        }
-        const frames = Stream.mapChunks(subscription.events, (chunk) => {
-          const parts = Chunk.toReadonlyArray(chunk).map(frameOf)
-          return Chunk.of(concat(parts))
-        })
-        const heartbeat = Stream.fromSchedule(Schedule.spaced(Duration.millis(config.heartbeat))).pipe(
-          Stream.as(Buffer.from(HEARTBEAT, "latin1") as Uint8Array)
-        )
-        const end = Stream.fromEffect(Effect.map(subscription.ended, (reason) => endFrame(reason)))
-        return Stream.concat(
-          Stream.make(Buffer.from(opening + resetFrame(subscription.outcome), "utf8") as Uint8Array),
-          Stream.concat(Stream.merge(frames, heartbeat, { haltStrategy: "left" }), end)
-        )
-      }))
-
-    const publishResponse = makePublish({ bus, config, draining: () => draining, authorize })
-    const publish = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      servers.track(rawRequest(request))
-      return Effect.map(publishResponse, (response) => respond(request, response))
+    const publish = makePublish({
+      bus,
+      config,
+      draining: () => draining,
+      authorize: (request, topics, action) => authorize(config, request, topics, action)
     })
 
     const stats = Effect.map(bus.stats, (s) =>
       HttpServerResponse.unsafeJson({
         ...s,
-        sse: { connections: openStreams(), draining }
+        sse: { connections: writer.sessions.size, draining }
       }, { headers: { "cache-control": "no-store" } }))
 
     // Reading the stats first brings the bus's gauges and counters up to date.
@@ -348,33 +245,16 @@ export const make = (
         headers: { "cache-control": "no-store" }
       }))
 
-    const raw = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-        Effect.map(handler, (response) => respond(request, response)))
-
     const service: SseRoute.SseRoute["Type"] = {
       options: config,
-      events,
-      publish,
+      events: raw(eventsResponse),
+      publish: raw(publish),
       stats: raw(stats),
       metrics: raw(metrics),
-      drain,
-      connections: Effect.sync(openStreams)
+      drain: drainWithin(config.drainTimeout),
+      connections: Effect.sync(() => writer.sessions.size)
     }
     return service
-  })
-
-/** Polls a condition on real time (never the TestClock) until it holds or the deadline passes. */
-const waitUntil = (done: () => boolean, timeoutMillis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const deadline = Date.now() + timeoutMillis
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const check = () => {
-      if (done() || Date.now() >= deadline) resume(Effect.void)
-      else timer = setTimeout(check, 5)
-    }
-    check()
-    return Effect.sync(() => clearTimeout(timer))
   })
 
 /**

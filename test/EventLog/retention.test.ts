@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as EventLog from "../../src/EventLog.js"
-import * as Sse from "../../src/Sse.js"
+import { frameOf } from "../../src/internal/sse.js"
 import { heldBytes, MiB, mib } from "../utils/memory.js"
 
 describe("EventLog memory retention", () => {
@@ -18,14 +18,14 @@ describe("EventLog memory retention", () => {
       const data = "\n".repeat(32_000)
       for (let i = 0; i < 2_000; i++) {
         const [event] = yield* log.append([{ topic: "t", data: i % 2 === 0 ? data : data.slice(1) }])
-        Sse.encodeEvent(event!) // what a connected SSE writer does with each event
+        frameOf(event!) // what a connected SSE writer does with each event: encode once, cache
       }
       const earliest = yield* log.earliest
       // every retained event, as a replay reads it: their frames are the cached ones
       let after = earliest - 1
       while (after < 2_000) {
         const page = yield* log.read(after, { limit: 100 })
-        for (const event of page.events) Sse.encodeEvent(event)
+        for (const event of page.events) frameOf(event)
         after = page.cursor
       }
       const held = heldBytes() - before

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import { listening, spawnDemo } from "../utils/demo.js"
-import { connect, rawGet, request, sleepReal, waitForEffect } from "../utils/sse.js"
+import { connect, rawGet, request, waitForEffect } from "../utils/sse.js"
 
 const STREAMS = 1_000
 const SHUTDOWN_END = "event: end\ndata: {\"reason\":\"shutdown\"}\n\n"
@@ -49,6 +49,23 @@ describe("examples/demo-server shutdown under fire", () => {
       const url = yield* listening(demo)
       const port = Number(new URL(url).port)
 
+      // Requests the server reads during the drain: connections that begin a request now (long
+      // before the signal, so the server has read their first half and they are not idle) and
+      // finish it after the signal, a GET stream or a publish on each.
+      const body = JSON.stringify({ topic: "demo/x", data: "late" })
+      const starters = yield* Effect.forEach(Array.from({ length: 20 }), (_, i) => {
+        const get = i % 2 === 0
+        const head = get
+          ? `GET /events?topic=demo/x HTTP/1.1\r\nHost: 127.0.0.1\r\n`
+          : `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n`
+        const rest = get ? "\r\n" : `Content-Length: ${body.length}\r\n\r\n${body}`
+        return Effect.map(openRaw(port, head), (raw) => ({
+          raw,
+          kind: get ? "GET" as const : "POST" as const,
+          finish: () => raw.socket.write(rest)
+        }))
+      })
+
       const streams = yield* Effect.forEach(
         Array.from({ length: STREAMS }),
         () => openRaw(port, rawGet("/events?topic=demo/x")),
@@ -78,22 +95,6 @@ describe("examples/demo-server shutdown under fire", () => {
       const bulk = "b".repeat(60_000)
       for (let i = 0; i < 100; i++) assert.strictEqual(yield* Effect.promise(() => publish(bulk)), 201)
 
-      // Requests the server reads during the drain: connections that began a request before the signal
-      // (so they are not idle) and finish it after, a GET stream or a publish on each.
-      const body = JSON.stringify({ topic: "demo/x", data: "late" })
-      const starters = yield* Effect.forEach(Array.from({ length: 20 }), (_, i) => {
-        const get = i % 2 === 0
-        const head = get
-          ? `GET /events?topic=demo/x HTTP/1.1\r\nHost: 127.0.0.1\r\n`
-          : `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n`
-        const rest = get ? "\r\n" : `Content-Length: ${body.length}\r\n\r\n${body}`
-        return Effect.map(openRaw(port, head), (raw) => ({
-          raw,
-          kind: get ? "GET" as const : "POST" as const,
-          finish: () => raw.socket.write(rest)
-        }))
-      })
-      yield* sleepReal(300) // the server has read the first half of each
 
       // Late arrivals through the drain: a fresh stream and a keep-alive publish every 20 ms.
       const late: Array<Promise<Late>> = []
