@@ -204,8 +204,18 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
   readonly publishAll: (inputs: Iterable<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, PublishError>
   /** Registers a bounded subscriber for the scope; resumes after `after` when given. */
   readonly subscribe: (options?: SubscribeOptions) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
-  /** `subscribe` as a stream whose scope is the stream's own. */
-  readonly stream: (options?: SubscribeOptions) => Stream.Stream<Event.Event, SubscribeError>
+  /**
+   * `subscribe` as a stream, registered **before this effect returns** (like
+   * `Stream.fromPubSub(p, { scoped: true })`): fork the consumer, then publish, and it sees every
+   * event. The subscription lives until the scope closes or the stream ends, whichever is first.
+   */
+  readonly stream: (options?: SubscribeOptions) => Effect.Effect<Stream.Stream<Event.Event>, SubscribeError, Scope.Scope>
+  /**
+   * `subscribe` as a lazy stream: it registers only when the stream starts running, in the stream's
+   * own scope. Events published between building it and its first pull are not seen (resume with
+   * `after` if that matters). Prefer `stream`.
+   */
+  readonly streamLazy: (options?: SubscribeOptions) => Stream.Stream<Event.Event, SubscribeError>
   /** A snapshot of the bus's counters. */
   readonly stats: Effect.Effect<Stats>
   /** Ends every subscriber with `shutdown`; later subscriptions end at once. Runs when the layer closes. */

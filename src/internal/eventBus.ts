@@ -688,7 +688,8 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
       publish: (input) => Effect.map(publishAll([input]), (events) => events[0]!),
       publishAll,
       subscribe,
-      stream: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
+      stream: (streamOptions) => Effect.map(subscribe(streamOptions), streamOf),
+      streamLazy: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
       stats: Effect.gen(function*() {
         const logHead = yield* Effect.either(log.head)
         const earliest = yield* Effect.either(log.earliest)
@@ -718,3 +719,10 @@ const publishError = (reason: EventBus.PublishError["reason"], message: string, 
 
 const unavailable = (cause: EventLog.EventLogError) =>
   new EventBus.SubscribeError({ reason: "Unavailable", message: cause.message, cause })
+
+/**
+ * The eager `stream`: the subscription is already registered in the caller's scope; the stream
+ * also ends it (`closed`) when it stops early, so a finished consumer stops buffering at once.
+ */
+const streamOf = (subscription: EventBus.Subscription): Stream.Stream<Event.Event> =>
+  Stream.ensuring(subscription.events, Effect.sync(() => subscriberOf(subscription).close()))
