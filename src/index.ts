@@ -18,3 +18,6 @@ export * as Sse from "./Sse.js"
 
 /** @since 0.1.0 */
 export * as SseRoute from "./SseRoute.js"
+
+/** @since 0.1.0 */
+export * as Topic from "./Topic.js"
