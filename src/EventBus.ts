@@ -21,6 +21,7 @@ import type * as Stream from "effect/Stream"
 import type * as Event from "./Event.js"
 import * as EventLog from "./EventLog.js"
 import * as internal from "./internal/eventBus.js"
+import * as telemetry from "./internal/telemetry.js"
 
 /**
  * Why a subscription ended.
@@ -224,12 +225,15 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
 
 /**
  * Builds a bus over the {@link EventLog.EventLog} in context; it lives as long as the scope.
+ * Publishes and subscription starts run in spans (`EventBus.publish`, `EventBus.publishAll`,
+ * `EventBus.subscribe`) when a tracer other than Effect's built-in one is installed; resets and
+ * ends are logged with their reason (`docs/effect.md`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options?: Options) => Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =
-  internal.make
+export const make = (options?: Options): Effect.Effect<EventBus["Type"], never, EventLog.EventLog | Scope.Scope> =>
+  Effect.map(internal.make(options), telemetry.instrument)
 
 /**
  * The bus as a layer over an {@link EventLog.EventLog}.

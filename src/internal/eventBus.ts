@@ -723,6 +723,7 @@ const unavailable = (cause: EventLog.EventLogError) =>
 /**
  * The eager `stream`: the subscription is already registered in the caller's scope; the stream
  * also ends it (`closed`) when it stops early, so a finished consumer stops buffering at once.
+ * @internal
  */
-const streamOf = (subscription: EventBus.Subscription): Stream.Stream<Event.Event> =>
+export const streamOf = (subscription: EventBus.Subscription): Stream.Stream<Event.Event> =>
   Stream.ensuring(subscription.events, Effect.sync(() => subscriberOf(subscription).close()))
