@@ -17,6 +17,9 @@ export * as EventLog from "./EventLog.js"
 export * as Sse from "./Sse.js"
 
 /** @since 0.1.0 */
+export * as SseApi from "./SseApi.js"
+
+/** @since 0.1.0 */
 export * as SseRoute from "./SseRoute.js"
 
 /** @since 0.1.0 */
