@@ -117,14 +117,17 @@ export type Received<T extends Any> = Message<T> | Undecodable
 
 /**
  * A typed publish: the event type and its payload (checked against the schema at compile time).
- * `topic` is required when the pattern ends in `*`, and defaults to the pattern otherwise.
+ * `topic` is required when the pattern ends in `*`, and defaults to the pattern otherwise. `type`
+ * may be left out when the payload is a tagged value whose `_tag` is the type.
  *
  * @since 0.1.0
  * @category models
  */
 export type PublishInput<T extends Any> = {
   readonly [K in Types<T>]:
-    & { readonly type: K; readonly data: Schema.Schema.Type<T["events"][K]> }
+    & { readonly data: Schema.Schema.Type<T["events"][K]> }
+    & (Schema.Schema.Type<T["events"][K]> extends { readonly _tag: K } ? { readonly type?: K | undefined }
+      : { readonly type: K })
     & (T["pattern"] extends `${string}*` ? { readonly topic: string } : { readonly topic?: T["pattern"] | undefined })
 }[Types<T>]
 
@@ -199,15 +202,42 @@ export interface Subscription<T extends Any, M extends OnUndecodable = "emit"> {
 }
 
 /**
- * Declares a topic family: a topic pattern and a record of payload schemas by event type. Nothing
- * is checked here that could throw: an invalid pattern refuses every publish (`InvalidTopic`) and
- * subscription (`InvalidTopic`) with a typed error.
+ * The literal `_tag` of a schema's values (`Schema.TaggedStruct`, `Schema.TaggedClass`, a struct
+ * with a literal `_tag`), or `never`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TagOf<S> = Schema.Schema.Type<S> extends { readonly _tag: infer T extends string } ? T : never
+
+/**
+ * The record of payload schemas that tagged schemas stand for: each under its `_tag`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FromTagged<Members extends ReadonlyArray<Schema.Schema.AnyNoContext>> = {
+  readonly [M in Members[number] as TagOf<M>]: M
+}
+
+/**
+ * Declares a topic family: a topic pattern and its event types, either as a record of payload
+ * schemas by event type, or as a union of tagged schemas (each member's `_tag` is its event type
+ * and its payload is the whole tagged value, `_tag` included). Nothing is checked here that could
+ * throw: an invalid pattern refuses every publish (`InvalidTopic`) and subscription
+ * (`InvalidTopic`) with a typed error, and a union member without a literal `_tag` is no event type.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: <const P extends string, const E extends EventSchemas>(pattern: P, events: E) => Topic<P, E> =
-  internal.make
+export const make: {
+  <const P extends string, Members extends ReadonlyArray<Schema.Schema.AnyNoContext>>(
+    pattern: P,
+    events: Schema.Union<Members>
+  ): Topic<P, FromTagged<Members>>
+  <const P extends string, S extends Schema.Schema.AnyNoContext>(pattern: P, events: S): Topic<P, FromTagged<[S]>>
+  <const P extends string, const E extends EventSchemas>(pattern: P, events: E): Topic<P, E>
+} = internal.make as never
 
 const toPublishError = (index: number, batch: number) => (e: { reason: "InvalidTopic" | "InvalidType" | "InvalidData"; message: string; cause?: unknown }) =>
   new EventBus.PublishError({ ...e, message: batch > 1 ? `${e.message} (event ${index})` : e.message, index })
@@ -217,13 +247,14 @@ const encodeAll = <T extends Any>(topic: T, inputs: ReadonlyArray<PublishInput<T
   const impl = internal.impl(topic)
   const encoded: Array<Event.EventInput> = []
   for (let i = 0; i < inputs.length; i++) {
-    const input = inputs[i]! as { readonly topic?: string | undefined; readonly type: string; readonly data: unknown }
+    const input = inputs[i]! as { readonly topic?: string | undefined; readonly type?: string | undefined; readonly data: unknown }
     const fail = toPublishError(i, inputs.length)
     const concrete = internal.resolveTopic(impl, input.topic)
     if (Either.isLeft(concrete)) return Either.left(fail({ reason: "InvalidTopic", message: concrete.left }))
-    const data = internal.encodePayload(impl, input.type, input.data)
+    const type = input.type ?? internal.tagOf(input.data)
+    const data = internal.encodePayload(impl, type, input.data)
     if (Either.isLeft(data)) return Either.left(fail(data.left))
-    encoded.push({ topic: concrete.right, type: input.type, data: data.right })
+    encoded.push({ topic: concrete.right, type, data: data.right })
   }
   return Either.right(encoded)
 }

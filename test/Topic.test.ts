@@ -187,4 +187,38 @@ describe("Topic", () => {
     const bad = Topic.decode(Orders, { type: "message", data: "{}" })
     assert.isTrue(Either.isLeft(bad) && bad.left.reason === "UnknownType" && bad.left.type === "message")
   })
+
+  it.scoped("a family declared as a union of tagged schemas: the tag is the type, the tagged value the payload", () =>
+    withBus((log) =>
+      Effect.gen(function*() {
+        class Shipped extends Schema.TaggedClass<Shipped>()("Shipped", { id: Schema.String, at: Schema.DateFromString }) {}
+        const Placed = Schema.TaggedStruct("Placed", { id: Schema.String, total: Schema.Number })
+        const Parcels = Topic.make("parcels", Schema.Union(Placed, Shipped))
+        const parcels = yield* Topic.stream(Parcels)
+        const at = new Date("2026-12-01T12:00:00.000Z")
+        yield* Topic.publishAll(Parcels, [
+          { data: Placed.make({ id: "p1", total: 3 }) },
+          { type: "Shipped", data: new Shipped({ id: "p1", at }) }
+        ])
+        const [placed, shipped] = yield* take(parcels, 2)
+        assert.isTrue(placed?._tag === "Message" && placed.type === "Placed" && placed.data.total === 3)
+        assert.isTrue(shipped?._tag === "Message" && shipped.type === "Shipped" && shipped.data instanceof Shipped)
+        assert.isTrue(shipped?._tag === "Message" && shipped.type === "Shipped" && shipped.data.at.getTime() === at.getTime())
+        const page = yield* log.read(0, { limit: 10 })
+        assert.deepStrictEqual(page.events.map((e) => [e.type, e.data]), [
+          ["Placed", `{"_tag":"Placed","id":"p1","total":3}`],
+          ["Shipped", `{"id":"p1","at":"2026-12-01T12:00:00.000Z","_tag":"Shipped"}`]
+        ])
+        const Single = Topic.make("single", Placed)
+        assert.deepStrictEqual(Object.keys(Single.events), ["Placed"])
+        const refused = yield* Effect.flip(
+          // @ts-expect-error a Placed payload needs a total
+          Topic.publish(Parcels, { data: { _tag: "Placed", id: "p2" } })
+        )
+        assert.strictEqual(refused.reason, "InvalidData")
+        // @ts-expect-error the type must be the payload's tag
+        const mismatch = yield* Effect.flip(Topic.publish(Parcels, { type: "Shipped", data: Placed.make({ id: "p3", total: 1 }) }))
+        assert.strictEqual(mismatch.reason, "InvalidData")
+        assert.strictEqual((yield* log.head).seq, 2)
+      })))
 })

@@ -4,6 +4,7 @@ import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import type * as Topic from "../Topic.js"
 import { compileTopics, validatePattern } from "./event.js"
 
@@ -33,8 +34,36 @@ export const undecodableTotal = Metric.counter("sluice_topic_undecodable_total",
 
 const REASONS: ReadonlyArray<Topic.UndecodableReason> = ["UnknownType", "InvalidPayload"]
 
+/** The literal `_tag` of a tagged schema's values, if it has one. */
+const literalTag = (schema: Schema.Schema.Any): string | undefined => {
+  const tag = AST.getPropertySignatures(AST.typeAST(schema.ast)).find((p) => p.name === "_tag")
+  return tag !== undefined && AST.isLiteral(tag.type) && typeof tag.type.literal === "string" ? tag.type.literal : undefined
+}
+
+/** The record of payload schemas by event type: as given, or one entry per tagged member. */
+const toRecord = (events: Topic.EventSchemas | Schema.Schema.Any): Topic.EventSchemas => {
+  if (!Schema.isSchema(events)) return events
+  const members = AST.isUnion(events.ast) ? (events as Schema.Union<ReadonlyArray<Schema.Schema.AnyNoContext>>).members : [events]
+  const record: Record<string, Schema.Schema<any, any, never>> = {}
+  for (const member of members) {
+    const tag = literalTag(member)
+    if (tag !== undefined) record[tag] = member as Schema.Schema<any, any, never>
+  }
+  return record
+}
+
+/** The `_tag` of a value, as the type of a tagged payload published without one. */
+export const tagOf = (data: unknown): string =>
+  typeof data === "object" && data !== null && typeof (data as { _tag?: unknown })._tag === "string"
+    ? (data as { _tag: string })._tag
+    : "(no type)"
+
 /** @internal */
-export const make = <P extends string, E extends Topic.EventSchemas>(pattern: P, events: E): Topic.Topic<P, E> => {
+export const make = <P extends string, E extends Topic.EventSchemas>(
+  pattern: P,
+  given: E | Schema.Schema.Any
+): Topic.Topic<P, E> => {
+  const events = toRecord(given) as E
   const codecs = new Map<string, Codec>()
   for (const type of Object.keys(events)) {
     const json = Schema.parseJson(events[type]!)
