@@ -22,6 +22,7 @@ import * as EventLog from "./EventLog.js"
 import * as config from "./internal/config.js"
 import * as internal from "./internal/eventBus.js"
 import { PublishError, SubscribeError } from "./internal/errors.js"
+import * as telemetry from "./internal/telemetry.js"
 
 /**
  * Why a subscription ended.
@@ -211,8 +212,18 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
   readonly publishAll: (inputs: Iterable<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, PublishError>
   /** Registers a bounded subscriber for the scope; resumes after `after` when given. */
   readonly subscribe: (options?: SubscribeOptions) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
-  /** `subscribe` as a stream whose scope is the stream's own. */
-  readonly stream: (options?: SubscribeOptions) => Stream.Stream<Event.Event, SubscribeError>
+  /**
+   * `subscribe` as a stream, registered **before this effect returns** (like
+   * `Stream.fromPubSub(p, { scoped: true })`): fork the consumer, then publish, and it sees every
+   * event. The subscription lives until the scope closes or the stream ends, whichever is first.
+   */
+  readonly stream: (options?: SubscribeOptions) => Effect.Effect<Stream.Stream<Event.Event>, SubscribeError, Scope.Scope>
+  /**
+   * `subscribe` as a lazy stream: it registers only when the stream starts running, in the stream's
+   * own scope. Events published between building it and its first pull are not seen (resume with
+   * `after` if that matters). Prefer `stream`.
+   */
+  readonly streamLazy: (options?: SubscribeOptions) => Stream.Stream<Event.Event, SubscribeError>
   /** A snapshot of the bus's counters. */
   readonly stats: Effect.Effect<Stats>
   /** Ends every subscriber with `shutdown`; later subscriptions end at once. Runs when the layer closes. */
@@ -221,6 +232,9 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
 
 /**
  * Builds a bus over the {@link EventLog.EventLog} in context; it lives as long as the scope.
+ * Publishes and subscription starts run in spans (`EventBus.publish`, `EventBus.publishAll`,
+ * `EventBus.subscribe`) when a tracer other than Effect's built-in one is installed; resets and
+ * ends are logged with their reason (`docs/effect.md`).
  *
  * @since 0.1.0
  * @category constructors
@@ -228,7 +242,7 @@ export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
 export const make = (
   options?: Options
 ): Effect.Effect<EventBus["Type"], ConfigError.ConfigError, EventLog.EventLog | Scope.Scope> =>
-  Effect.flatMap(EventLog.EventLog, (log) => internal.make(options, log))
+  Effect.flatMap(EventLog.EventLog, (log) => Effect.map(internal.make(options, log), telemetry.instrument))
 
 /**
  * The bus as a layer over an {@link EventLog.EventLog}.

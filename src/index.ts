@@ -17,4 +17,10 @@ export * as EventLog from "./EventLog.js"
 export * as Sse from "./Sse.js"
 
 /** @since 0.1.0 */
+export * as SseApi from "./SseApi.js"
+
+/** @since 0.1.0 */
 export * as SseRoute from "./SseRoute.js"
+
+/** @since 0.1.0 */
+export * as Topic from "./Topic.js"

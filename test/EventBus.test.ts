@@ -262,7 +262,7 @@ describe("EventBus", () => {
           assert.strictEqual(error._tag, "SubscribeError")
           assert.strictEqual(error.reason, "InvalidTopic")
         }
-        const streamError = yield* Effect.flip(Stream.runDrain(bus.stream({ topics: ["a b"] })))
+        const streamError = yield* Effect.flip(Stream.runDrain(bus.streamLazy({ topics: ["a b"] })))
         assert.strictEqual(streamError.reason, "InvalidTopic")
         assert.strictEqual((yield* bus.stats).subscribers, 0)
       }))
@@ -721,7 +721,7 @@ describe("EventBus", () => {
     it.scoped("after the consumer is interrupted", () =>
       leavesNothing({}, (bus) =>
         Effect.gen(function*() {
-          const fiber = yield* Effect.fork(Stream.runDrain(bus.stream()))
+          const fiber = yield* Effect.fork(Stream.runDrain(bus.streamLazy()))
           yield* settle
           assert.strictEqual((yield* bus.stats).subscribers, 1)
           yield* Fiber.interrupt(fiber)
@@ -732,7 +732,7 @@ describe("EventBus", () => {
       leavesNothing({}, (bus) =>
         Effect.gen(function*() {
           const fiber = yield* Effect.fork(
-            bus.stream().pipe(Stream.mapEffect(() => Effect.fail("consumer failed")), Stream.runDrain)
+            bus.streamLazy().pipe(Stream.mapEffect(() => Effect.fail("consumer failed")), Stream.runDrain)
           )
           yield* settle
           assert.strictEqual((yield* bus.stats).subscribers, 1)
@@ -746,7 +746,7 @@ describe("EventBus", () => {
     it.scoped("after the stream completes (take)", () =>
       leavesNothing({}, (bus) =>
         Effect.gen(function*() {
-          const fiber = yield* Effect.fork(collect(Stream.take(bus.stream(), 2)))
+          const fiber = yield* Effect.fork(collect(Stream.take(bus.streamLazy(), 2)))
           yield* settle
           assert.strictEqual((yield* bus.stats).subscribers, 1)
           yield* bus.publishAll(inputs(3))
@@ -764,7 +764,7 @@ describe("EventBus", () => {
         yield* bus.publishAll(inputs(3))
         const epoch = yield* log.epoch
         // through `stream` (its own scope) and through `subscribe` in the long-lived test scope
-        const viaStream = yield* Effect.fork(Stream.runDrain(bus.stream({ after: `${epoch}-1` })))
+        const viaStream = yield* Effect.fork(Stream.runDrain(bus.streamLazy({ after: `${epoch}-1` })))
         const viaSubscribe = yield* Effect.fork(bus.subscribe({ after: `${epoch}-1` }))
         yield* settle
         assert.strictEqual((yield* bus.stats).subscribers, 2)

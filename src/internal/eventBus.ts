@@ -449,9 +449,9 @@ const safeMatch = (sub: Subscriber, event: Event.Event): boolean => {
 export const SubscriberKey: unique symbol = Symbol.for("sluice/EventBus/Subscriber") as never
 
 /**
- * The subscriber behind a public subscription, for tests and benchmarks that inspect buffers. The
- * library itself never reaches through a subscription: the SSE route subscribes with
- * {@link rawSubscribe}.
+ * The subscriber behind a public subscription, for the bus's own wrappers (an eager stream closes
+ * it early) and for tests and benchmarks that inspect buffers. The SSE route never reaches through
+ * a subscription: it subscribes with {@link rawSubscribe}.
  * @internal
  */
 export const inspectSubscriber = (subscription: EventBus.Subscription): Subscriber =>
@@ -487,6 +487,13 @@ type RawSubscribe = (
 ) => Effect.Effect<RawSubscription, SubscribeError, Scope.Scope>
 
 const rawSubscribers = new WeakMap<object, RawSubscribe>()
+
+/** The raw side of a bus, kept by a wrapper of it (telemetry). @internal */
+export const keepRaw = (from: EventBus.EventBus["Type"], to: EventBus.EventBus["Type"]): EventBus.EventBus["Type"] => {
+  const raw = rawSubscribers.get(from)
+  if (raw !== undefined) rawSubscribers.set(to, raw)
+  return to
+}
 
 /**
  * Subscribes for a raw consumer on a bus this module made; registered for the scope like
@@ -862,7 +869,8 @@ export const make = (
       publish: (input) => Effect.map(publishAll([input]), (events) => events[0]!),
       publishAll,
       subscribe,
-      stream: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
+      stream: (streamOptions) => Effect.map(subscribe(streamOptions), streamOf),
+      streamLazy: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
       stats: Effect.gen(function*() {
         const logHead = yield* Effect.either(log.head)
         const earliest = yield* Effect.either(log.earliest)
@@ -905,3 +913,11 @@ const publishError = (reason: PublishError["reason"], message: string, index: nu
 
 const unavailable = (cause: EventLog.EventLogError) =>
   new SubscribeError({ reason: "Unavailable", message: cause.message, cause })
+
+/**
+ * The eager `stream`: the subscription is already registered in the caller's scope; the stream
+ * also ends it (`closed`) when it stops early, so a finished consumer stops buffering at once.
+ * @internal
+ */
+export const streamOf = (subscription: EventBus.Subscription): Stream.Stream<Event.Event> =>
+  Stream.ensuring(subscription.events, Effect.sync(() => inspectSubscriber(subscription).close()))
