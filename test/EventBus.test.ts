@@ -16,6 +16,7 @@ import * as EventLog from "../src/EventLog.js"
 import { inspectSubscriber } from "../src/internal/eventBus.js"
 import * as Sse from "../src/Sse.js"
 import * as Delivery from "./utils/DeliveryChecker.js"
+import { seeded } from "./utils/random.js"
 
 type Bus = EventBus.EventBus["Type"]
 type Log = EventLog.EventLog["Type"]
@@ -53,19 +54,6 @@ const frameBytes = (events: ReadonlyArray<Event.Event>) => events.reduce((n, e) 
 
 /** Lets every other runnable fiber run for a while. */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
-
-/** A small seeded generator (mulberry32): the same seed replays the same plan. */
-const seeded = (seed: number) => {
-  let state = seed >>> 0
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  return { next, int: (n: number) => Math.floor(next() * n) }
-}
 
 /**
  * One consumer against a publisher, both driven by `seed`: the publisher appends `total` events in

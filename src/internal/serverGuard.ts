@@ -7,6 +7,7 @@
  * destroys whatever is left.
  * @internal
  */
+import * as Effect from "effect/Effect"
 import type * as Http from "node:http"
 import { serverOf } from "./nodeEdge.js"
 
@@ -18,6 +19,7 @@ export class ServerGuard {
   private readonly servers = new Set<Http.Server>()
   private readonly fallbacks = new Map<Http.Server, LateAnswer>()
   private open = 0
+  private closedWaiters: Array<() => void> = []
 
   /** Remembers the server a request arrived on. */
   track(req: Http.IncomingMessage | undefined): void {
@@ -41,14 +43,32 @@ export class ServerGuard {
       if (!server.listening) continue
       this.open++
       // The callback runs once every connection has ended.
-      server.close(() => this.open--)
+      server.close(() => {
+        if (--this.open > 0) return
+        const waiters = this.closedWaiters
+        this.closedWaiters = []
+        for (const wake of waiters) wake()
+      })
     }
   }
 
-  /** Every server this guard stopped has no connection left. */
-  get closed(): boolean {
-    return this.open === 0
-  }
+  /**
+   * Completes once every server this guard stopped has no connection left, closing keep-alive
+   * connections as they turn idle meanwhile (Node closes only those idle when `close()` is called).
+   */
+  readonly whenClosed: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (this.open === 0) return resume(Effect.void)
+    const timer = setInterval(() => this.closeIdle(), 10)
+    const wake = () => {
+      clearInterval(timer)
+      resume(Effect.void)
+    }
+    this.closedWaiters.push(wake)
+    return Effect.sync(() => {
+      clearInterval(timer)
+      this.closedWaiters = this.closedWaiters.filter((w) => w !== wake)
+    })
+  })
 
   closeIdle(): void {
     for (const server of this.servers) server.closeIdleConnections()

@@ -76,12 +76,11 @@ export const make = (
     }
 
     /**
-     * Completes once no stream is open (a latch) or after `millis` on the route's clock. It never
-     * needs to be interrupted: shutdown runs in a finalizer, where nothing can be.
+     * Completes once `latch` does or after `millis` on the route's clock, whichever is first. It
+     * never needs to be interrupted: shutdown runs in a finalizer, where nothing can be.
      */
-    const whenEmptyWithin = (millis: number) =>
+    const within = (latch: Effect.Effect<void>, millis: number) =>
       Effect.async<void>((resume) => {
-        if (writer.sessions.size === 0) return resume(Effect.void)
         const cancels: Array<() => void> = []
         let done = false
         const finish = () => {
@@ -90,8 +89,8 @@ export const make = (
           for (const cancel of cancels) cancel()
           resume(Effect.void)
         }
-        cancels.push(runCallback(writer.whenEmpty, { onExit: finish }))
-        cancels.push(runCallback(clock.sleep(Duration.millis(millis)), { onExit: finish }))
+        cancels.push(runCallback(latch, { onExit: finish }))
+        if (!done) cancels.push(runCallback(clock.sleep(Duration.millis(Math.max(0, millis))), { onExit: finish }))
         if (done) for (const cancel of cancels) cancel()
       })
 
@@ -99,7 +98,7 @@ export const make = (
     const drainWithin = (millis: number) =>
       Effect.gen(function*() {
         endAll()
-        yield* whenEmptyWithin(millis)
+        yield* within(writer.whenEmpty, millis)
         destroyLeft()
       })
 
@@ -112,14 +111,8 @@ export const make = (
       const deadline = clock.unsafeCurrentTimeMillis() + config.drainTimeout
       servers.stopAccepting(answerLate)
       yield* drainWithin(config.drainTimeout)
-      const idle = Effect.sync(() => {
-        servers.closeIdle()
-        return servers.closed
-      })
-      yield* idle.pipe(Effect.repeat({
-        until: (closed) => closed || clock.unsafeCurrentTimeMillis() >= deadline,
-        schedule: Schedule.spaced("10 millis")
-      }))
+      servers.closeIdle()
+      yield* within(servers.whenClosed, deadline - clock.unsafeCurrentTimeMillis())
       servers.destroyAll()
     })
     yield* Effect.addFinalizer(() => shutdown)

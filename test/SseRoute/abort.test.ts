@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Net from "node:net"
 import type * as Event from "../../src/Event.js"
+import { seeded, testSeed } from "../utils/random.js"
 import { slowReads, startServer } from "../utils/server.js"
 import { activeTimeouts, connect, rawGet, sleepReal, until, waitFor, waitForEffect } from "../utils/sse.js"
 
@@ -37,12 +38,14 @@ const received = (socket: Net.Socket) => {
 describe("SseRoute aborts", () => {
   it.scopedLive("1,000 randomized aborts at every phase, by FIN and by RST, leave nothing behind", () =>
     Effect.gen(function*() {
+      const rng = seeded(testSeed())
+      const seed = `seed ${rng.seed} (SLUICE_TEST_SEED=${rng.seed} replays the plan)`
       // Replay reads take 5-15 ms of real time: a window between registration and the first write.
       const readStarted = new Map<number, () => void>()
       const { bus, port, route } = yield* startServer({
         bus: { log: { maxEvents: 100_000 } },
         route: { maxReplay: 100_000, heartbeat: "200 millis", writeDeadline: "500 millis" },
-        wrapLog: slowReads(15, { minMillis: 5, onRead: (after) => readStarted.get(after)?.() })
+        wrapLog: slowReads(15, { minMillis: 5, onRead: (after) => readStarted.get(after)?.(), random: rng.next })
       })
       const payload = "x".repeat(1024)
       const preload: Array<Event.EventInput> = []
@@ -73,8 +76,8 @@ describe("SseRoute aborts", () => {
 
       const cycle = (i: number) =>
         Effect.promise(async () => {
-          const phase = PHASES[Math.floor(Math.random() * PHASES.length)]!
-          const close: Close = Math.random() < 0.5 ? "fin" : "rst"
+          const phase = PHASES[Math.floor(rng.next() * PHASES.length)]!
+          const close: Close = rng.next() < 0.5 ? "fin" : "rst"
           counts[`${phase}/${close}`] = (counts[`${phase}/${close}`] ?? 0) + 1
           const socket = await connect(port)
           sockets.add(socket)
@@ -84,7 +87,7 @@ describe("SseRoute aborts", () => {
             case "head-partial": {
               // The server never gets a complete request: the handler never runs.
               const head = rawGet("/events?topic=live")
-              socket.write(head.slice(0, 1 + Math.floor(Math.random() * (head.length - 2))))
+              socket.write(head.slice(0, 1 + Math.floor(rng.next() * (head.length - 2))))
               abort()
               break
             }
@@ -112,17 +115,17 @@ describe("SseRoute aborts", () => {
             case "replay": {
               // Far behind: a ~4 MiB replay to a client that reads a little, then stops reading, so the
               // server is parked mid-replay on 'drain' when the client goes away.
-              const after = Math.floor(Math.random() * 200)
-              const stopAt = 1 + Math.floor(Math.random() * 200_000)
+              const after = Math.floor(rng.next() * 200)
+              const stopAt = 1 + Math.floor(rng.next() * 200_000)
               socket.write(rawGet("/events?topic=big", { "Last-Event-ID": `${epoch}-${after}` }))
               await until(() => got.bytes >= stopAt || got.closed, 5_000)
               socket.pause()
-              await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10)))
+              await new Promise((r) => setTimeout(r, Math.floor(rng.next() * 10)))
               abort()
               break
             }
             case "live": {
-              const events = 1 + Math.floor(Math.random() * 5)
+              const events = 1 + Math.floor(rng.next() * 5)
               socket.write(rawGet("/events?topic=live"))
               await until(() => count(got.text, "\ndata: ") >= events || got.closed, 5_000)
               abort()
@@ -155,24 +158,24 @@ describe("SseRoute aborts", () => {
       // The route's interval and the bus's sweep timer were there before; nothing else may remain.
       yield* waitFor("timers to return to the baseline", () => activeTimeouts() <= timeoutsBefore, 5_000)
       console.log(
-        `[aborts] ${CYCLES} cycles in ${elapsed} ms (${JSON.stringify(counts)}); ` +
+        `[aborts] ${seed}: ${CYCLES} cycles in ${elapsed} ms (${JSON.stringify(counts)}); ` +
           `ends ${JSON.stringify(stats.ends)}; bufferedEvents ${stats.bufferedEvents}; ` +
           `timers ${timeoutsBefore} -> ${activeTimeouts()}; sockets ${socketsBefore} -> ${activeSockets()}`
       )
-      assert.strictEqual(finNotClosed, 0, "the server closed every half-closed connection")
-      assert.strictEqual(noRead, 0, "every registered-phase request reached its replay read")
-      assert.strictEqual(registeredGotBytes, 0, "registered-phase aborts came before the first byte")
-      assert.strictEqual(stats.subscribers, 0)
-      assert.strictEqual(stats.bufferedEvents, 0)
-      assert.strictEqual(stats.bufferedBytes, 0)
+      assert.strictEqual(finNotClosed, 0, `the server closed every half-closed connection; ${seed}`)
+      assert.strictEqual(noRead, 0, `every registered-phase request reached its replay read; ${seed}`)
+      assert.strictEqual(registeredGotBytes, 0, `registered-phase aborts came before the first byte; ${seed}`)
+      assert.strictEqual(stats.subscribers, 0, seed)
+      assert.strictEqual(stats.bufferedEvents, 0, seed)
+      assert.strictEqual(stats.bufferedBytes, 0, seed)
       // Every request that got past the head registered a subscriber, and each one was released.
       const registered = ["registered", "replay", "live"].reduce(
         (n, phase) => n + (counts[`${phase}/fin`] ?? 0) + (counts[`${phase}/rst`] ?? 0),
         0
       )
-      assert.isAtLeast(stats.ends.closed, registered)
+      assert.isAtLeast(stats.ends.closed, registered, seed)
       for (const phase of PHASES) {
-        assert.isAbove((counts[`${phase}/fin`] ?? 0) + (counts[`${phase}/rst`] ?? 0), 100, `phase ${phase} ran`)
+        assert.isAbove((counts[`${phase}/fin`] ?? 0) + (counts[`${phase}/rst`] ?? 0), 100, `phase ${phase} ran; ${seed}`)
       }
     }), 60_000)
 })

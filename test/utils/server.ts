@@ -75,6 +75,8 @@ const busLayer = (
 export const slowReads = (maxMillis: number, options?: {
   readonly minMillis?: number
   readonly onRead?: (after: number) => void
+  /** The source of the delays, in [0, 1) (seed it in randomized tests). */
+  readonly random?: () => number
 }) =>
 (log: EventLog.EventLog["Type"]): EventLog.EventLog["Type"] => ({
   ...log,
@@ -83,7 +85,7 @@ export const slowReads = (maxMillis: number, options?: {
       Effect.async<void>((resume) => {
         options?.onRead?.(after)
         const min = options?.minMillis ?? 0
-        const timer = setTimeout(() => resume(Effect.void), min + Math.floor(Math.random() * (maxMillis - min + 1)))
+        const timer = setTimeout(() => resume(Effect.void), min + Math.floor((options?.random ?? Math.random)() * (maxMillis - min + 1)))
         return Effect.sync(() => clearTimeout(timer))
       }),
       log.read(after, readOptions)
