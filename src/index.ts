@@ -17,4 +17,7 @@ export * as EventLog from "./EventLog.js"
 export * as Sse from "./Sse.js"
 
 /** @since 0.1.0 */
+export * as SseClient from "./SseClient.js"
+
+/** @since 0.1.0 */
 export * as SseRoute from "./SseRoute.js"

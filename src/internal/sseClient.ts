@@ -1,0 +1,251 @@
+/** @internal */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import * as Data from "effect/Data"
+import type * as Scope from "effect/Scope"
+import type * as SseClient from "../SseClient.js"
+import { type Cursor, type Decoded, Decoder, makeCursor, TOO_LARGE } from "./sseClientDecoder.js"
+
+/** @internal */
+export class SseClientError extends Data.TaggedError("SseClientError")<{
+  readonly reason: SseClient.SseClientErrorReason
+  readonly status?: number | undefined
+  readonly message: string
+}> {}
+
+/** Options with every default applied (durations in milliseconds; `undefined`: no idle check). @internal */
+export interface Config {
+  readonly retry: number
+  readonly backoff: number
+  readonly maxBackoff: number
+  readonly idleTimeout: number | undefined
+  readonly maxEventSize: number
+}
+
+const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+
+/** @internal */
+export const resolve = (options: SseClient.Options | undefined): Config => {
+  const heartbeat = millis(options?.heartbeat, 15_000)
+  const idle = millis(options?.idleTimeout, 3 * heartbeat)
+  const maxEventSize = options?.maxEventSize
+  return {
+    retry: Math.max(0, millis(options?.retry, 3_000)),
+    backoff: Math.max(1, millis(options?.backoff, 1_000)),
+    maxBackoff: Math.max(0, millis(options?.maxBackoff, 30_000)),
+    idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
+    maxEventSize: maxEventSize !== undefined && maxEventSize > 0 ? Math.floor(maxEventSize) : 4 * 1024 * 1024
+  }
+}
+
+/**
+ * The wait before the next attempt: the reconnection time, plus after `failures` consecutive
+ * failures a full-jitter exponential backoff, `jitter * min(maxBackoff, backoff * 2^(failures-1))`
+ * with `jitter` uniform in [0, 1).
+ * @internal
+ */
+export const reconnectDelay = (config: Config, retry: number, failures: number, jitter: number): number =>
+  failures === 0 ? retry : retry + Math.floor(jitter * Math.min(config.maxBackoff, config.backoff * 2 ** (failures - 1)))
+
+/** Nothing arrived within the idle timeout (internal: it becomes a `Disconnected` value). */
+class IdleTimeout {
+  readonly _tag = "IdleTimeout"
+}
+
+const IDLE: SseClient.DisconnectCause = { _tag: "Idle" }
+
+type Output = SseClient.Item | SseClient.Status
+
+/** What one connection decided about the next. */
+interface Attempt {
+  cause: SseClient.DisconnectCause
+  /** Whether it delivered an event or a reset (or stayed open longer than the backoff cap). */
+  healthy: boolean
+}
+
+const terminal = (response: HttpClientResponse.HttpClientResponse): SseClientError | undefined => {
+  const status = response.status
+  if (status === 200) {
+    const type = response.headers["content-type"] ?? ""
+    if (/^\s*text\/event-stream\s*(;|$)/i.test(type)) return undefined
+    return new SseClientError({
+      reason: "ContentType",
+      status,
+      message: `expected text/event-stream, got ${type === "" ? "no content type" : JSON.stringify(type.slice(0, 100))}`
+    })
+  }
+  if (status >= 500 || status === 408 || status === 429) return undefined
+  const reason = status === 401
+    ? "Unauthorized"
+    : status === 403
+    ? "Forbidden"
+    : status === 404
+    ? "NotFound"
+    : status === 204
+    ? "NoContent"
+    : "Status"
+  return new SseClientError({ reason, status, message: `the server answered ${status}` })
+}
+
+const networkError = (error: HttpClientError.HttpClientError): SseClient.DisconnectCause => {
+  const cause = error.cause instanceof Error ? error.cause : undefined
+  const detail = cause?.cause instanceof Error ? cause.cause.message : cause?.message
+  return { _tag: "NetworkError", message: detail ?? error.message }
+}
+
+const makeRequest = (url: string | URL, options: SseClient.Options | undefined) => {
+  let request = HttpClientRequest.get(url).pipe(
+    HttpClientRequest.setHeaders({ accept: "text/event-stream", "cache-control": "no-cache" })
+  )
+  for (const topic of options?.topics ?? []) request = HttpClientRequest.appendUrlParam(request, "topic", topic)
+  const headers = options?.headers
+  const withHeaders = headers === undefined
+    ? Effect.succeed(request)
+    : Effect.isEffect(headers)
+    ? Effect.map(headers, (h) => HttpClientRequest.setHeaders(request, h))
+    : Effect.succeed(HttpClientRequest.setHeaders(request, headers))
+  return (cursor: Cursor) =>
+    Effect.map(
+      withHeaders,
+      (r) => cursor.id === "" ? r : HttpClientRequest.setHeader(r, "last-event-id", cursor.id)
+    )
+}
+
+/** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
+const body = (
+  response: HttpClientResponse.HttpClientResponse,
+  config: Config,
+  decoder: Decoder,
+  attempt: Attempt
+): Stream.Stream<Output, SseClientError> => {
+  const bytes = config.idleTimeout === undefined
+    ? response.stream
+    : Stream.timeoutFail(response.stream, () => new IdleTimeout(), config.idleTimeout)
+  return bytes.pipe(
+    Stream.mapChunks((chunk) => {
+      const out: Array<Decoded> = []
+      for (const piece of chunk) {
+        const decoded = decoder.feed(piece)
+        for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
+        if (decoder.tooLarge) break
+      }
+      return Chunk.unsafeFromArray(out)
+    }),
+    Stream.takeWhile((item): item is SseClient.Item => item !== TOO_LARGE),
+    Stream.catchAll((error) => {
+      attempt.cause = error._tag === "IdleTimeout" ? IDLE : networkError(error)
+      return Stream.empty
+    }),
+    Stream.concat(Stream.suspend(() => {
+      if (decoder.tooLarge) {
+        return Stream.fail(
+          new SseClientError({
+            reason: "EventTooLarge",
+            message: `an event buffered more than ${config.maxEventSize} characters`
+          })
+        )
+      }
+      if (attempt.cause._tag === "End") attempt.cause = { _tag: "End", reason: decoder.endReason }
+      return Stream.empty
+    }))
+  )
+}
+
+/** One connection: connect, check the answer, stream the body; the scope owns the socket. */
+const connection = (
+  client: HttpClient.HttpClient.With<HttpClientError.HttpClientError, Scope.Scope>,
+  request: (cursor: Cursor) => Effect.Effect<HttpClientRequest.HttpClientRequest>,
+  config: Config,
+  cursor: Cursor,
+  attempt: Attempt
+): Stream.Stream<Output, SseClientError> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const from = cursor.id
+    const opened = yield* Clock.currentTimeMillis
+    const execute = Effect.flatMap(request(cursor), (r) => client.execute(r))
+    const answer = yield* (config.idleTimeout === undefined
+      ? execute
+      : Effect.timeoutFail(execute, { duration: config.idleTimeout, onTimeout: () => new IdleTimeout() })).pipe(
+        Effect.either
+      )
+    if (answer._tag === "Left") {
+      const error = answer.left
+      if (error._tag === "RequestError" && error.reason === "InvalidUrl") {
+        return Stream.fail(new SseClientError({ reason: "InvalidUrl", message: error.message }))
+      }
+      attempt.cause = error._tag === "IdleTimeout" ? IDLE : networkError(error)
+      return Stream.empty
+    }
+    const response = answer.right
+    const refused = terminal(response)
+    if (refused !== undefined) return Stream.fail(refused)
+    if (response.status !== 200) {
+      attempt.cause = { _tag: "ServerError", status: response.status }
+      return Stream.empty
+    }
+    const decoder = new Decoder(cursor, config.maxEventSize)
+    attempt.cause = { _tag: "End", reason: undefined }
+    return Stream.succeed<Output>({ _tag: "Connected", lastEventId: from }).pipe(
+      Stream.concat(body(response, config, decoder, attempt)),
+      Stream.ensuring(Effect.map(Clock.currentTimeMillis, (closed) => {
+        attempt.healthy = decoder.accepted > 0 || closed - opened >= config.maxBackoff
+      }))
+    )
+  }))
+
+/**
+ * Connections one after the other, forever, each followed by its `Disconnected` value and the wait.
+ * @internal
+ */
+export const streamWithStatus = <A = string, E = never, R = never>(
+  url: string | URL,
+  options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
+): Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError | E, HttpClient.HttpClient | R> => {
+  const loop = Stream.unwrap(Effect.gen(function*() {
+    const client = HttpClient.withScope(yield* HttpClient.HttpClient)
+    const config = resolve(options)
+    const request = makeRequest(url, options)
+    const cursor = makeCursor(options?.lastEventId)
+    let failures = 0
+    const next = Stream.suspend(() => {
+      const attempt: Attempt = { cause: { _tag: "End", reason: undefined }, healthy: false }
+      return connection(client, request, config, cursor, attempt).pipe(
+        Stream.concat(Stream.unwrap(Effect.gen(function*() {
+          failures = attempt.healthy ? 0 : failures + 1
+          const delay = reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
+          const disconnected: SseClient.Disconnected = { _tag: "Disconnected", cause: attempt.cause, delay, failures }
+          return Stream.concat(Stream.make(disconnected), Stream.fromEffect(Effect.sleep(delay)).pipe(Stream.drain))
+        })))
+      )
+    })
+    return Stream.forever(next)
+  }))
+  const decode = options?.decode
+  if (decode === undefined) return loop as Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError>
+  return Stream.mapEffect(
+    loop,
+    (item): Effect.Effect<SseClient.Item<A> | SseClient.Status, E, R> =>
+      item._tag === "Message"
+        ? Effect.map(decode(item), (data): SseClient.Message<A> => ({ _tag: "Message", id: item.id, type: item.type, data }))
+        : Effect.succeed(item)
+  )
+}
+
+/** @internal */
+export const stream = <A = string, E = never, R = never>(
+  url: string | URL,
+  options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
+): Stream.Stream<SseClient.Item<A>, SseClientError | E, HttpClient.HttpClient | R> =>
+  Stream.filter(streamWithStatus(url, options), isItem)
+
+const isItem = <A, B>(item: SseClient.Item<A> | B): item is SseClient.Item<A> =>
+  typeof item === "object" && item !== null && "_tag" in item && (item._tag === "Message" || item._tag === "Reset")
