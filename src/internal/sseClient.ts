@@ -10,7 +10,9 @@ import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as Data from "effect/Data"
-import type * as Scope from "effect/Scope"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import type * as SseClient from "../SseClient.js"
 import { type Cursor, type Decoded, Decoder, makeCursor, TOO_LARGE } from "./sseClientDecoder.js"
 
@@ -120,18 +122,36 @@ const makeRequest = (url: string | URL, options: SseClient.Options | undefined) 
     )
 }
 
+/**
+ * Completes once `idle` ms pass without `activity.at` moving: one timer per idle window (re-armed
+ * from the last activity when it fires), not one per chunk.
+ */
+const watchdog = (clock: Clock.Clock, idle: number, activity: Activity): Effect.Effect<void> => {
+  const loop: Effect.Effect<void> = Effect.suspend(() => {
+    const due = activity.at + idle - clock.unsafeCurrentTimeMillis()
+    return due <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(due), loop)
+  })
+  return loop
+}
+
+/** When bytes last arrived on a connection, and whether its watchdog gave up on it. */
+interface Activity {
+  at: number
+  idle: boolean
+}
+
 /** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
 const body = (
   response: HttpClientResponse.HttpClientResponse,
   config: Config,
+  clock: Clock.Clock,
+  activity: Activity,
   decoder: Decoder,
   attempt: Attempt
-): Stream.Stream<Output, SseClientError> => {
-  const bytes = config.idleTimeout === undefined
-    ? response.stream
-    : Stream.timeoutFail(response.stream, () => new IdleTimeout(), config.idleTimeout)
-  return bytes.pipe(
+): Stream.Stream<Output, SseClientError> =>
+  response.stream.pipe(
     Stream.mapChunks((chunk) => {
+      activity.at = clock.unsafeCurrentTimeMillis()
       const out: Array<Decoded> = []
       for (const piece of chunk) {
         const decoded = decoder.feed(piece)
@@ -142,7 +162,7 @@ const body = (
     }),
     Stream.takeWhile((item): item is SseClient.Item => item !== TOO_LARGE),
     Stream.catchAll((error) => {
-      attempt.cause = error._tag === "IdleTimeout" ? IDLE : networkError(error)
+      attempt.cause = activity.idle ? IDLE : networkError(error)
       return Stream.empty
     }),
     Stream.concat(Stream.suspend(() => {
@@ -154,11 +174,11 @@ const body = (
           })
         )
       }
-      if (attempt.cause._tag === "End") attempt.cause = { _tag: "End", reason: decoder.endReason }
+      if (activity.idle) attempt.cause = IDLE
+      else if (attempt.cause._tag === "End") attempt.cause = { _tag: "End", reason: decoder.endReason }
       return Stream.empty
     }))
   )
-}
 
 /** One connection: connect, check the answer, stream the body; the scope owns the socket. */
 const connection = (
@@ -170,8 +190,11 @@ const connection = (
 ): Stream.Stream<Output, SseClientError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const from = cursor.id
-    const opened = yield* Clock.currentTimeMillis
-    const execute = Effect.flatMap(request(cursor), (r) => client.execute(r))
+    const clock = yield* Effect.clock
+    const opened = clock.unsafeCurrentTimeMillis()
+    // The request lives in a scope of its own: closing it aborts the request (`HttpClient.withScope`).
+    const requestScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const execute = Effect.flatMap(request(cursor), (r) => Scope.extend(client.execute(r), requestScope))
     const answer = yield* (config.idleTimeout === undefined
       ? execute
       : Effect.timeoutFail(execute, { duration: config.idleTimeout, onTimeout: () => new IdleTimeout() })).pipe(
@@ -194,10 +217,21 @@ const connection = (
     }
     const decoder = new Decoder(cursor, config.maxEventSize)
     attempt.cause = { _tag: "End", reason: undefined }
+    const activity: Activity = { at: clock.unsafeCurrentTimeMillis(), idle: false }
+    if (config.idleTimeout !== undefined) {
+      // Silence aborts the request, which ends the body; the connection's scope stops the watchdog.
+      yield* Effect.forkScoped(Effect.zipRight(
+        watchdog(clock, config.idleTimeout, activity),
+        Effect.suspend(() => {
+          activity.idle = true
+          return Scope.close(requestScope, Exit.void)
+        })
+      ))
+    }
     return Stream.succeed<Output>({ _tag: "Connected", lastEventId: from }).pipe(
-      Stream.concat(body(response, config, decoder, attempt)),
-      Stream.ensuring(Effect.map(Clock.currentTimeMillis, (closed) => {
-        attempt.healthy = decoder.accepted > 0 || closed - opened >= config.maxBackoff
+      Stream.concat(body(response, config, clock, activity, decoder, attempt)),
+      Stream.ensuring(Effect.sync(() => {
+        attempt.healthy = decoder.accepted > 0 || clock.unsafeCurrentTimeMillis() - opened >= config.maxBackoff
       }))
     )
   }))

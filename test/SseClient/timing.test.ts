@@ -2,16 +2,19 @@
  * The client's timing on the TestClock (with a seeded Random) against real loopback servers:
  * repeated immediate ends back off exponentially with full jitter, capped, never in a hot loop; a
  * silent connection (no heartbeat, or no answer at all) is replaced after the idle timeout, and
- * any byte restarts that timeout. The clock is moved only once the client sleeps, so every step is
+ * bytes restart that timeout. The clock is moved only once the client sleeps, so every step is
  * decided by events, not by wall-clock luck.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import type * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -25,12 +28,12 @@ interface Seen {
 }
 
 /** Runs the client in a fiber, recording each item with the (test) time it arrived. */
-const run = (url: string, options: SseClient.Options) =>
+const run = (url: string, options: SseClient.Options, layer: Layer.Layer<HttpClient.HttpClient> = FetchHttpClient.layer) =>
   Effect.gen(function*() {
     const seen: Array<Seen> = []
     const fiber = yield* SseClient.streamWithStatus(url, options).pipe(
       Stream.runForEach((item) => Effect.map(Clock.currentTimeMillis, (at) => void seen.push({ at, item }))),
-      Effect.provide(FetchHttpClient.layer),
+      Effect.provide(layer),
       Effect.withRandom(Random.make("sluice-client-backoff")),
       Effect.fork
     )
@@ -93,47 +96,51 @@ describe("SseClient timing", () => {
       assert.strictEqual(server.requests.length, 101)
     }))
 
-  it.scoped("a silent server is replaced after the idle timeout; any byte restarts it", () =>
-    Effect.gen(function*() {
-      const server = yield* startRawServer((r) => {
-        if (r.index === 0) return // never answers
-        sseHead(r.res)
-        r.res.write("retry: 100\n: open\n\n")
-      })
-      const { fiber, seen } = yield* run(server.url, { heartbeat: "1 second" }) // idle after 3 s
+  for (const [name, layer] of [["fetch", FetchHttpClient.layer], ["node", NodeHttpClient.layer]] as const) {
+    it.scoped(`${name}: a silent server is replaced after the idle timeout; bytes restart it`, () =>
+      Effect.gen(function*() {
+        const server = yield* startRawServer((r) => {
+          if (r.index === 0) return // never answers
+          sseHead(r.res)
+          r.res.write("retry: 100\n: open\n\n")
+        })
+        const { fiber, seen } = yield* run(server.url, { heartbeat: "1 second" }, layer) // idle after 3 s
 
-      // No answer at all: the request is abandoned after 3 s.
-      yield* waitFor("request 1", () => server.requests.length === 1)
-      yield* sleepingUntil(3_000)
-      yield* TestClock.adjust("3 seconds")
-      yield* waitFor("disconnect 1", () => disconnects(seen).length === 1)
-      const first = disconnects(seen)[0]!
-      assert.deepStrictEqual([first.at, first.cause], [3_000, { _tag: "Idle" }])
-      yield* waitFor("request 1's socket to close", () => server.requests[0]!.closed)
+        // No answer at all: the request is abandoned after 3 s.
+        yield* waitFor("request 1", () => server.requests.length === 1)
+        yield* sleepingUntil(3_000)
+        yield* TestClock.adjust("3 seconds")
+        yield* waitFor("disconnect 1", () => disconnects(seen).length === 1)
+        const first = disconnects(seen)[0]!
+        assert.deepStrictEqual([first.at, first.cause], [3_000, { _tag: "Idle" }])
+        yield* waitFor("request 1's socket to close", () => server.requests[0]!.closed)
 
-      // An answer, then silence: after the wait, a new connection that the server answers.
-      yield* sleepingUntil(3_000 + first.delay)
-      yield* TestClock.adjust(first.delay)
-      yield* waitFor("request 2", () => server.requests.length === 2)
-      const opened = 3_000 + first.delay
-      yield* sleepingUntil(opened + 3_000)
-      // A heartbeat at +2 s restarts the window: the new deadline is +5 s.
-      yield* TestClock.adjust("2 seconds")
-      server.requests[1]!.res.write(":\n\n")
-      yield* sleepingUntil(opened + 5_000)
-      yield* TestClock.adjust("2 seconds")
-      assert.strictEqual(disconnects(seen).length, 1, "not idle 4 s after opening: a byte came at 2 s")
-      yield* TestClock.adjust("1 second")
-      yield* waitFor("disconnect 2", () => disconnects(seen).length === 2)
-      const second = disconnects(seen)[1]!
-      assert.deepStrictEqual([second.at, second.cause], [opened + 5_000, { _tag: "Idle" }])
-      assert.isAtLeast(second.delay, 100, "the server's retry, plus backoff")
-      yield* waitFor("request 2's socket to close", () => server.requests[1]!.closed)
+        // An answer, then silence: after the wait, a new connection that the server answers.
+        yield* sleepingUntil(3_000 + first.delay)
+        yield* TestClock.adjust(first.delay)
+        yield* waitFor("request 2", () => server.requests.length === 2)
+        const opened = 3_000 + first.delay
+        yield* sleepingUntil(opened + 3_000)
+        // Bytes at +2 s (an event, so the test can see the client read them) restart the window:
+        // the check due at +3 s finds 1 s of silence and waits until +5 s.
+        yield* TestClock.adjust("2 seconds")
+        server.requests[1]!.res.write("data: beat\n\n")
+        yield* waitFor("the event", () => seen.some((s) => s.item._tag === "Message"))
+        yield* TestClock.adjust("2 seconds")
+        yield* sleepingUntil(opened + 5_000)
+        assert.strictEqual(disconnects(seen).length, 1, "not idle 4 s after opening: bytes came at 2 s")
+        yield* TestClock.adjust("1 second")
+        yield* waitFor("disconnect 2", () => disconnects(seen).length === 2)
+        const second = disconnects(seen)[1]!
+        assert.deepStrictEqual([second.at, second.cause], [opened + 5_000, { _tag: "Idle" }])
+        assert.isAtLeast(second.delay, 100, "the server's retry, plus backoff")
+        yield* waitFor("request 2's socket to close", () => server.requests[1]!.closed)
 
-      yield* sleepingUntil(opened + 5_000 + second.delay)
-      yield* TestClock.adjust(second.delay)
-      yield* waitFor("request 3", () => server.requests.length === 3)
-      yield* Fiber.interrupt(fiber)
-      yield* waitFor("request 3's socket to close", () => server.requests[2]!.closed)
-    }))
+        yield* sleepingUntil(opened + 5_000 + second.delay)
+        yield* TestClock.adjust(second.delay)
+        yield* waitFor("request 3", () => server.requests.length === 3)
+        yield* Fiber.interrupt(fiber)
+        yield* waitFor("request 3's socket to close", () => server.requests[2]!.closed)
+      }))
+  }
 })
