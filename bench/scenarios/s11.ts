@@ -2,11 +2,11 @@
  * S11: client parse throughput. One process serves a recorded SSE body of N events (the route's
  * frame shape: `id: <epoch>-<seq>`, `event: x`, ~70 characters of `data:`) in 64 KiB writes; a
  * client process per implementation reads it over loopback: `SseClient.stream` on the fetch
- * `HttpClient` vs `eventsource@5` (also fetch), interleaved. Each run must count exactly N events and
- * end on the N-th id.
+ * `HttpClient` vs `eventsource@5` (also fetch), interleaved, 5 rounds after one untimed run each.
+ * Each run must count exactly N events and end on the N-th id.
  */
 import type { ClientResult, ClientRun } from "../clientbench.js"
-import { CLIENT_CPU, type Ctx, failures, interleave, makeRows, type Row, SERVER_CPU } from "../lib/harness.js"
+import { CLIENT_CPU, type Ctx, failures, interleave, makeRows, noisyRounds, type Row, SERVER_CPU } from "../lib/harness.js"
 import { spawnChild } from "../lib/ipc.js"
 import { human, sig } from "../lib/stats.js"
 
@@ -32,14 +32,15 @@ export const s11 = async (ctx: Ctx): Promise<Array<Row>> => {
         : undefined
       return { ...r, rate: (n / r.ms) * 1000, cpuPerEvent: (r.cpuMs * 1000) / n, error }
     }
-    // Warm-up at 10 %, untimed.
-    for (const impl of impls) await run(impl, Math.round(events / 10))
+    // Warm-up, untimed: one full run each (a 10 % run left the first rounds still warming up).
+    for (const impl of impls) await run(impl, events)
     const reps = await interleave(
       ctx,
       `S11 ${events} events`,
       impls,
       (impl) => run(impl, events),
-      (r) => r.error ?? `${human(r.rate)} events/s, ${sig(r.cpuPerEvent)} µs CPU per event`
+      (r) => r.error ?? `${human(r.rate)} events/s, ${sig(r.cpuPerEvent)} µs CPU per event`,
+      noisyRounds(ctx)
     )
     const errors = failures(ctx, "S11", reps)
     return makeRows(ctx, { scenario: "S11", params: { events, size, transport: "fetch" }, baselineName: "eventsource@5" }, [
