@@ -243,7 +243,7 @@ export const stream: {
     url: string | URL,
     options: DecodeOptions<A, E, R>
   ): Stream.Stream<Item<A>, SseClientError | E, HttpClient.HttpClient | R>
-} = internal.stream as any
+} = internal.stream
 
 /**
  * Like {@link stream}, with the connection's {@link Status} values interleaved: a `Connected` when a
@@ -258,4 +258,4 @@ export const streamWithStatus: {
     url: string | URL,
     options: DecodeOptions<A, E, R>
   ): Stream.Stream<Item<A> | Status, SseClientError | E, HttpClient.HttpClient | R>
-} = internal.streamWithStatus as any
+} = internal.streamWithStatus
