@@ -118,8 +118,19 @@ const makeRequest = (url: string | URL, options: SseClient.Options | undefined) 
   return (cursor: Cursor) =>
     Effect.map(
       withHeaders,
-      (r) => cursor.id === "" ? r : HttpClientRequest.setHeader(r, "last-event-id", cursor.id)
+      (r) => cursor.id === "" ? r : HttpClientRequest.setHeader(r, "last-event-id", headerValue(cursor.id))
     )
+}
+
+/**
+ * A header value carries bytes: a non-ASCII id is sent as its UTF-8 bytes, as the spec asks (fetch
+ * refuses characters above U+00FF, and would retry a refused request forever).
+ */
+const headerValue = (id: string): string => {
+  for (let i = 0; i < id.length; i++) {
+    if (id.charCodeAt(i) > 0x7f) return String.fromCharCode(...new TextEncoder().encode(id))
+  }
+  return id
 }
 
 /**

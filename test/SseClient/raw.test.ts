@@ -125,6 +125,21 @@ describe("SseClient against a raw node:http server", () => {
       assert.deepStrictEqual(messages(items), ["e-1:1", "e-2:2", "e-3:3", "e-4:4", "f-1:new epoch", "x:not ours", "x:no id"])
     }))
 
+  it.scopedLive("a non-ASCII id is sent back as its UTF-8 bytes (fetch and Node clients)", () =>
+    Effect.gen(function*() {
+      const server = yield* startRawServer((r) => {
+        sseHead(r.res)
+        r.res.end("retry: 1\nid: café-€-😀\ndata: x\n\n")
+      })
+      for (const layer of [FetchHttpClient.layer, NodeHttpClient.layer]) {
+        const before = server.requests.length
+        yield* SseClient.stream(server.url).pipe(Stream.take(2), Stream.runDrain, Effect.provide(layer))
+        const header = server.requests[before + 1]!.req.rawHeaders
+        const value = header[header.findIndex((h) => h.toLowerCase() === "last-event-id") + 1]!
+        assert.strictEqual(Buffer.from(value, "latin1").toString("utf8"), "café-€-😀")
+      }
+    }))
+
   describe("terminal answers are typed errors and end the stream", () => {
     const cases: ReadonlyArray<[string, (res: Http.ServerResponse) => void, SseClient.SseClientErrorReason, number]> = [
       ["401", (res) => res.writeHead(401).end("{}"), "Unauthorized", 401],
