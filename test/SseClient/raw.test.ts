@@ -296,6 +296,37 @@ describe("SseClient against a raw node:http server", () => {
       assert.deepStrictEqual(messages(items), ["e-1:after"])
     }))
 
+  it.scopedLive("interrupting the consumer during its wait or its idle watch ends it at once and leaves no socket", () =>
+    Effect.gen(function*() {
+      // One server ends at once with a one-minute retry (the client then waits); the other sends a
+      // message and stays open (the client then watches for 45 s of silence).
+      const ending = yield* startRawServer((r) => {
+        r.res.writeHead(200, { "content-type": "text/event-stream", connection: "close" })
+        r.res.end("retry: 60000\n\n")
+      })
+      const open = yield* startRawServer((r) => {
+        sseHead(r.res)
+        r.res.write("data: open\n\n")
+      })
+      for (const [name, layer] of [["fetch", FetchHttpClient.layer], ["node", NodeHttpClient.layer]] as const) {
+        for (const [phase, server, until] of [["wait", ending, "Disconnected"], ["idle watch", open, "Message"]] as const) {
+          const seen: Array<string> = []
+          const fiber = yield* SseClient.streamWithStatus(server.url).pipe(
+            Stream.runForEach((item) => Effect.sync(() => seen.push(item._tag))),
+            Effect.provide(layer),
+            Effect.fork
+          )
+          yield* waitFor(`${name} ${phase}: ${until}`, () => seen.includes(until))
+          const started = Date.now()
+          const exit = yield* Fiber.interrupt(fiber)
+          assert.isTrue(Exit.isInterrupted(exit))
+          assert.isBelow(Date.now() - started, 5_000, `${name} ${phase}: the interruption did not wait for the timer`)
+          yield* waitFor(`${name} ${phase}: no socket left`, () => server.sockets.size === 0)
+          assert.strictEqual(seen.at(-1), until, "nothing ran after the interruption")
+        }
+      }
+    }))
+
   it.scopedLive("interrupting the consumer closes the connection", () =>
     Effect.gen(function*() {
       const server = yield* startRawServer((r) => {
