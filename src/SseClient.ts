@@ -85,7 +85,7 @@ export interface Connected {
  *   (`overflow`, `stalled`, `lifetime`, `shutdown`, `unavailable`), `undefined` without one.
  * - `NetworkError`: refused, reset or broken before or during the body.
  * - `ServerError`: a retryable status (`5xx`, `408`, `429`).
- * - `Idle`: nothing (no event, no heartbeat) arrived within {@link Options.idleTimeout}.
+ * - `Idle`: a read waited {@link Options.idleTimeout} without a byte (no event, no heartbeat).
  *
  * @since 0.1.0
  * @category models
@@ -199,8 +199,9 @@ export interface Options {
   /** The server's heartbeat interval (default 15 s, the route's default). */
   readonly heartbeat?: Duration.DurationInput | undefined
   /**
-   * A connection on which no byte arrives for this long (also: no answer to the request) is
-   * replaced (default 3 × `heartbeat`; `Duration.infinity` turns the check off).
+   * A connection whose read has waited this long without a byte (or whose request has no answer
+   * after this long) is replaced; time the consumer spends between reads does not count (default
+   * 3 × `heartbeat`; `Duration.infinity` turns the check off).
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** Most characters one event may buffer before the stream fails with `EventTooLarge` (default 4 Mi). */

@@ -134,22 +134,42 @@ const headerValue = (id: string): string => {
 }
 
 /**
- * Completes once `idle` ms pass without `activity.at` moving: one timer per idle window (re-armed
- * from the last activity when it fires), not one per chunk.
+ * Completes once a read of the body has waited `idle` ms for bytes: one timer per idle window
+ * (re-armed from the last activity when it fires), not one per chunk. Time the consumer spends
+ * between reads never counts: a slow consumer is not a dead connection.
  */
 const watchdog = (clock: Clock.Clock, idle: number, activity: Activity): Effect.Effect<void> => {
   const loop: Effect.Effect<void> = Effect.suspend(() => {
-    const due = activity.at + idle - clock.unsafeCurrentTimeMillis()
+    const due = activity.reading ? activity.at + idle - clock.unsafeCurrentTimeMillis() : idle
     return due <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(due), loop)
   })
   return loop
 }
 
-/** When bytes last arrived on a connection, and whether its watchdog gave up on it. */
+/** When a read of the body last started or got bytes, whether one is waiting, and whether the watchdog gave up. */
 interface Activity {
   at: number
+  reading: boolean
   idle: boolean
 }
+
+/** The body's bytes, keeping `activity` up to date around every read. */
+const watched = (
+  response: HttpClientResponse.HttpClientResponse,
+  clock: Clock.Clock,
+  activity: Activity
+): Stream.Stream<Uint8Array, HttpClientError.ResponseError> =>
+  Stream.unwrapScoped(Effect.map(Stream.toPull(response.stream), (pull) => {
+    const done = Effect.sync(() => {
+      activity.reading = false
+      activity.at = clock.unsafeCurrentTimeMillis()
+    })
+    return Stream.repeatEffectChunkOption(Effect.suspend(() => {
+      activity.reading = true
+      activity.at = clock.unsafeCurrentTimeMillis()
+      return Effect.ensuring(pull, done)
+    }))
+  }))
 
 /** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
 const body = (
@@ -160,9 +180,8 @@ const body = (
   decoder: Decoder,
   attempt: Attempt
 ): Stream.Stream<Output, SseClientError> =>
-  response.stream.pipe(
+  (config.idleTimeout === undefined ? response.stream : watched(response, clock, activity)).pipe(
     Stream.mapChunks((chunk) => {
-      activity.at = clock.unsafeCurrentTimeMillis()
       const out: Array<Decoded> = []
       for (const piece of chunk) {
         const decoded = decoder.feed(piece)
@@ -228,7 +247,7 @@ const connection = (
     }
     const decoder = new Decoder(cursor, config.maxEventSize)
     attempt.cause = { _tag: "End", reason: undefined }
-    const activity: Activity = { at: clock.unsafeCurrentTimeMillis(), idle: false }
+    const activity: Activity = { at: clock.unsafeCurrentTimeMillis(), reading: false, idle: false }
     if (config.idleTimeout !== undefined) {
       // Silence aborts the request, which ends the body; the connection's scope stops the watchdog.
       yield* Effect.forkScoped(Effect.zipRight(

@@ -143,4 +143,39 @@ describe("SseClient timing", () => {
         yield* waitFor("request 3's socket to close", () => server.requests[2]!.closed)
       }))
   }
+
+  it.scoped("a slow consumer is not a dead connection: only a read waiting for bytes counts", () =>
+    Effect.gen(function*() {
+      const server = yield* startRawServer((r) => {
+        sseHead(r.res)
+        r.res.write("retry: 100\ndata: 1\n\ndata: 2\n\n")
+      })
+      const seen: Array<Seen> = []
+      // The consumer spends 60 s (test clock) on the first message, longer than the 45 s idle timeout.
+      const fiber = yield* SseClient.streamWithStatus(server.url).pipe(
+        Stream.runForEach((item) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            seen.push({ at, item })
+            return item._tag === "Message" && item.data === "1" ? Effect.sleep("60 seconds") : Effect.void
+          })
+        ),
+        Effect.provide(FetchHttpClient.layer),
+        Effect.fork
+      )
+      yield* waitFor("message 1", () => seen.some((s) => s.item._tag === "Message"))
+      yield* sleepingUntil(60_000)
+      yield* TestClock.adjust("60 seconds")
+      yield* waitFor("message 2", () => seen.filter((s) => s.item._tag === "Message").length === 2)
+      assert.deepStrictEqual(disconnects(seen), [], "no idle disconnect while the consumer was busy")
+      // Now the client reads and nothing comes: idle 45 s after that read began. (The watchdog found
+      // no read waiting at 45 s and looks again at 90 s, then waits for the read's deadline.)
+      yield* sleepingUntil(90_000)
+      yield* TestClock.adjust("30 seconds")
+      yield* sleepingUntil(105_000)
+      assert.deepStrictEqual(disconnects(seen), [])
+      yield* TestClock.adjust("15 seconds")
+      yield* waitFor("the idle disconnect", () => disconnects(seen).length === 1)
+      assert.deepStrictEqual(disconnects(seen).map((d) => [d.at, d.cause._tag]), [[105_000, "Idle"]])
+      yield* Fiber.interrupt(fiber)
+    }))
 })
