@@ -132,6 +132,7 @@ export type Status = Connected | Disconnected
  * | `ContentType` | `200` without `text/event-stream` |
  * | `EventTooLarge` | one event buffered more than `maxEventSize` characters |
  * | `InvalidUrl` | the URL cannot be parsed |
+ * | `InvalidOption` | an option is out of range (e.g. `maxEventSize: 0`, `retry: "soon"`), before any request |
  *
  * @since 0.1.0
  * @category errors
@@ -145,6 +146,7 @@ export type SseClientErrorReason =
   | "ContentType"
   | "EventTooLarge"
   | "InvalidUrl"
+  | "InvalidOption"
 
 /**
  * A terminal answer: the stream fails with it and does not reconnect. `status` is the HTTP status

@@ -8,8 +8,10 @@ import type * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -32,20 +34,40 @@ export interface Config {
   readonly maxEventSize: number
 }
 
-const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+/** Thrown inside {@link resolve} only, and turned into a typed error there. */
+class BadOption {
+  constructor(readonly message: string) {}
+}
 
-/** @internal */
-export const resolve = (options: SseClient.Options | undefined): Config => {
-  const heartbeat = millis(options?.heartbeat, 15_000)
-  const idle = millis(options?.idleTimeout, 3 * heartbeat)
-  const maxEventSize = options?.maxEventSize
-  return {
-    retry: Math.max(0, millis(options?.retry, 3_000)),
-    backoff: Math.max(1, millis(options?.backoff, 1_000)),
-    maxBackoff: Math.max(0, millis(options?.maxBackoff, 30_000)),
-    idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
-    maxEventSize: maxEventSize !== undefined && maxEventSize > 0 ? Math.floor(maxEventSize) : 4 * 1024 * 1024
+const millis = (name: string, input: Duration.DurationInput | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  // Effect reads a negative or NaN number as zero: a plain number must be a real, non-negative one.
+  const decoded = typeof input === "number" && !(input >= 0) ? Option.none() : Duration.decodeUnknown(input)
+  if (decoded._tag === "None") {
+    throw new BadOption(`${name} must be a duration such as "5 seconds", got ${JSON.stringify(String(input))}`)
+  }
+  return Duration.toMillis(decoded.value)
+}
+
+/** Options with every default applied, or an `InvalidOption` error naming the option. @internal */
+export const resolve = (options: SseClient.Options | undefined): Either.Either<Config, SseClientError> => {
+  try {
+    const heartbeat = millis("heartbeat", options?.heartbeat, 15_000)
+    const idle = millis("idleTimeout", options?.idleTimeout, 3 * heartbeat)
+    const maxEventSize = options?.maxEventSize ?? 4 * 1024 * 1024
+    if (!Number.isSafeInteger(maxEventSize) || maxEventSize < 1) {
+      throw new BadOption(`maxEventSize must be a positive integer, got ${maxEventSize}`)
+    }
+    return Either.right({
+      retry: millis("retry", options?.retry, 3_000),
+      backoff: millis("backoff", options?.backoff, 1_000),
+      maxBackoff: millis("maxBackoff", options?.maxBackoff, 30_000),
+      idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
+      maxEventSize
+    })
+  } catch (error) {
+    if (!(error instanceof BadOption)) throw error
+    return Either.left(new SseClientError({ reason: "InvalidOption", message: error.message }))
   }
 }
 
@@ -276,7 +298,7 @@ export const streamWithStatus = <A = string, E = never, R = never>(
 ): Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError | E, HttpClient.HttpClient | R> => {
   const loop = Stream.unwrap(Effect.gen(function*() {
     const client = HttpClient.withScope(yield* HttpClient.HttpClient)
-    const config = resolve(options)
+    const config = yield* resolve(options)
     const request = makeRequest(url, options)
     const cursor = makeCursor(options?.lastEventId)
     let failures = 0

@@ -173,6 +173,25 @@ describe("SseClient against a raw node:http server", () => {
         assert.deepStrictEqual(messages(items), [":ok"])
       }))
 
+    it.scopedLive("an option out of range, before any request", () =>
+      Effect.gen(function*() {
+        const server = yield* startRawServer((r) => r.res.writeHead(500).end())
+        const cases: ReadonlyArray<[SseClient.Options, string]> = [
+          [{ maxEventSize: 0 }, "maxEventSize"],
+          [{ maxEventSize: 1.5 }, "maxEventSize"],
+          [{ retry: "soon" as any }, "retry"],
+          [{ heartbeat: -1 }, "heartbeat"],
+          [{ idleTimeout: Number.NaN }, "idleTimeout"],
+          [{ maxBackoff: "3 parsecs" as any }, "maxBackoff"]
+        ]
+        for (const [options, name] of cases) {
+          const error = yield* failureOf(SseClient.stream(server.url, options))
+          assert.strictEqual(error.reason, "InvalidOption", name)
+          assert.isTrue(error.message.startsWith(name), error.message)
+        }
+        assert.strictEqual(server.requests.length, 0)
+      }))
+
     it.effect("an unparsable URL", () =>
       Effect.gen(function*() {
         const error = yield* failureOf(SseClient.stream("http://[::1"))
