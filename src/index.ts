@@ -20,6 +20,9 @@ export * as Sse from "./Sse.js"
 export * as SseApi from "./SseApi.js"
 
 /** @since 0.1.0 */
+export * as SseClient from "./SseClient.js"
+
+/** @since 0.1.0 */
 export * as SseRoute from "./SseRoute.js"
 
 /** @since 0.1.0 */

@@ -1,0 +1,337 @@
+/** @internal */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
+import type * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as SseClient from "../SseClient.js"
+import { type Cursor, type Decoded, Decoder, makeCursor, TOO_LARGE } from "./sseClientDecoder.js"
+
+/** @internal */
+export class SseClientError extends Data.TaggedError("SseClientError")<{
+  readonly reason: SseClient.SseClientErrorReason
+  readonly status?: number | undefined
+  readonly message: string
+}> {}
+
+/** Options with every default applied (durations in milliseconds; `undefined`: no idle check). @internal */
+export interface Config {
+  readonly retry: number
+  readonly backoff: number
+  readonly maxBackoff: number
+  readonly idleTimeout: number | undefined
+  readonly maxEventSize: number
+}
+
+/** Thrown inside {@link resolve} only, and turned into a typed error there. */
+class BadOption {
+  constructor(readonly message: string) {}
+}
+
+const millis = (name: string, input: Duration.DurationInput | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  // Effect reads a negative or NaN number as zero: a plain number must be a real, non-negative one.
+  const decoded = typeof input === "number" && !(input >= 0) ? Option.none() : Duration.decodeUnknown(input)
+  if (decoded._tag === "None") {
+    throw new BadOption(`${name} must be a duration such as "5 seconds", got ${JSON.stringify(String(input))}`)
+  }
+  return Duration.toMillis(decoded.value)
+}
+
+/** Options with every default applied, or an `InvalidOption` error naming the option. @internal */
+export const resolve = (options: SseClient.Options | undefined): Either.Either<Config, SseClientError> => {
+  try {
+    const heartbeat = millis("heartbeat", options?.heartbeat, 15_000)
+    const idle = millis("idleTimeout", options?.idleTimeout, 3 * heartbeat)
+    const maxEventSize = options?.maxEventSize ?? 4 * 1024 * 1024
+    if (!Number.isSafeInteger(maxEventSize) || maxEventSize < 1) {
+      throw new BadOption(`maxEventSize must be a positive integer, got ${maxEventSize}`)
+    }
+    return Either.right({
+      retry: millis("retry", options?.retry, 3_000),
+      backoff: millis("backoff", options?.backoff, 1_000),
+      maxBackoff: millis("maxBackoff", options?.maxBackoff, 30_000),
+      idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
+      maxEventSize
+    })
+  } catch (error) {
+    if (!(error instanceof BadOption)) throw error
+    return Either.left(new SseClientError({ reason: "InvalidOption", message: error.message }))
+  }
+}
+
+/**
+ * The wait before the next attempt: the reconnection time, plus after `failures` consecutive
+ * failures a full-jitter exponential backoff, `jitter * min(maxBackoff, backoff * 2^(failures-1))`
+ * with `jitter` uniform in [0, 1).
+ * @internal
+ */
+export const reconnectDelay = (config: Config, retry: number, failures: number, jitter: number): number =>
+  failures === 0 ? retry : retry + Math.floor(jitter * Math.min(config.maxBackoff, config.backoff * 2 ** (failures - 1)))
+
+/** Nothing arrived within the idle timeout (internal: it becomes a `Disconnected` value). */
+class IdleTimeout {
+  readonly _tag = "IdleTimeout"
+}
+
+const IDLE: SseClient.DisconnectCause = { _tag: "Idle" }
+
+type Output = SseClient.Item | SseClient.Status
+
+/** What one connection decided about the next. */
+interface Attempt {
+  cause: SseClient.DisconnectCause
+  /** Whether it delivered an event or a reset (or stayed open longer than the backoff cap). */
+  healthy: boolean
+}
+
+const terminal = (response: HttpClientResponse.HttpClientResponse): SseClientError | undefined => {
+  const status = response.status
+  if (status === 200) {
+    const type = response.headers["content-type"] ?? ""
+    if (/^\s*text\/event-stream\s*(;|$)/i.test(type)) return undefined
+    return new SseClientError({
+      reason: "ContentType",
+      status,
+      message: `expected text/event-stream, got ${type === "" ? "no content type" : JSON.stringify(type.slice(0, 100))}`
+    })
+  }
+  if (status >= 500 || status === 408 || status === 429) return undefined
+  const reason = status === 401
+    ? "Unauthorized"
+    : status === 403
+    ? "Forbidden"
+    : status === 404
+    ? "NotFound"
+    : status === 204
+    ? "NoContent"
+    : "Status"
+  return new SseClientError({ reason, status, message: `the server answered ${status}` })
+}
+
+const networkError = (error: HttpClientError.HttpClientError): SseClient.DisconnectCause => {
+  const cause = error.cause instanceof Error ? error.cause : undefined
+  const detail = cause?.cause instanceof Error ? cause.cause.message : cause?.message
+  return { _tag: "NetworkError", message: detail ?? error.message }
+}
+
+const makeRequest = (url: string | URL, options: SseClient.Options | undefined) => {
+  let request = HttpClientRequest.get(url).pipe(
+    HttpClientRequest.setHeaders({ accept: "text/event-stream", "cache-control": "no-cache" })
+  )
+  for (const topic of options?.topics ?? []) request = HttpClientRequest.appendUrlParam(request, "topic", topic)
+  const headers = options?.headers
+  const withHeaders = headers === undefined
+    ? Effect.succeed(request)
+    : Effect.isEffect(headers)
+    ? Effect.map(headers, (h) => HttpClientRequest.setHeaders(request, h))
+    : Effect.succeed(HttpClientRequest.setHeaders(request, headers))
+  return (cursor: Cursor) =>
+    Effect.map(
+      withHeaders,
+      (r) => cursor.id === "" ? r : HttpClientRequest.setHeader(r, "last-event-id", headerValue(cursor.id))
+    )
+}
+
+/**
+ * A header value carries bytes: a non-ASCII id is sent as its UTF-8 bytes, as the spec asks (fetch
+ * refuses characters above U+00FF, and would retry a refused request forever).
+ */
+const headerValue = (id: string): string => {
+  for (let i = 0; i < id.length; i++) {
+    if (id.charCodeAt(i) > 0x7f) return String.fromCharCode(...new TextEncoder().encode(id))
+  }
+  return id
+}
+
+/**
+ * Completes once a read of the body has waited `idle` ms for bytes: one timer per idle window
+ * (re-armed from the last activity when it fires), not one per chunk. Time the consumer spends
+ * between reads never counts: a slow consumer is not a dead connection.
+ */
+const watchdog = (clock: Clock.Clock, idle: number, activity: Activity): Effect.Effect<void> => {
+  const loop: Effect.Effect<void> = Effect.suspend(() => {
+    const due = activity.reading ? activity.at + idle - clock.unsafeCurrentTimeMillis() : idle
+    return due <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(due), loop)
+  })
+  return loop
+}
+
+/** When a read of the body last started or got bytes, whether one is waiting, and whether the watchdog gave up. */
+interface Activity {
+  at: number
+  reading: boolean
+  idle: boolean
+}
+
+/** The body's bytes, keeping `activity` up to date around every read. */
+const watched = (
+  response: HttpClientResponse.HttpClientResponse,
+  clock: Clock.Clock,
+  activity: Activity
+): Stream.Stream<Uint8Array, HttpClientError.ResponseError> =>
+  Stream.unwrapScoped(Effect.map(Stream.toPull(response.stream), (pull) => {
+    const done = Effect.sync(() => {
+      activity.reading = false
+      activity.at = clock.unsafeCurrentTimeMillis()
+    })
+    return Stream.repeatEffectChunkOption(Effect.suspend(() => {
+      activity.reading = true
+      activity.at = clock.unsafeCurrentTimeMillis()
+      return Effect.ensuring(pull, done)
+    }))
+  }))
+
+/** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
+const body = (
+  response: HttpClientResponse.HttpClientResponse,
+  config: Config,
+  clock: Clock.Clock,
+  activity: Activity,
+  decoder: Decoder,
+  attempt: Attempt
+): Stream.Stream<Output, SseClientError> =>
+  (config.idleTimeout === undefined ? response.stream : watched(response, clock, activity)).pipe(
+    Stream.mapChunks((chunk) => {
+      const out: Array<Decoded> = []
+      for (const piece of chunk) {
+        const decoded = decoder.feed(piece)
+        for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
+        if (decoder.tooLarge) break
+      }
+      return Chunk.unsafeFromArray(out)
+    }),
+    Stream.takeWhile((item): item is SseClient.Item => item !== TOO_LARGE),
+    Stream.catchAll((error) => {
+      attempt.cause = activity.idle ? IDLE : networkError(error)
+      return Stream.empty
+    }),
+    Stream.concat(Stream.suspend(() => {
+      if (decoder.tooLarge) {
+        return Stream.fail(
+          new SseClientError({
+            reason: "EventTooLarge",
+            message: `an event buffered more than ${config.maxEventSize} characters`
+          })
+        )
+      }
+      if (activity.idle) attempt.cause = IDLE
+      else if (attempt.cause._tag === "End") attempt.cause = { _tag: "End", reason: decoder.endReason }
+      return Stream.empty
+    }))
+  )
+
+/** One connection: connect, check the answer, stream the body; the scope owns the socket. */
+const connection = (
+  client: HttpClient.HttpClient.With<HttpClientError.HttpClientError, Scope.Scope>,
+  request: (cursor: Cursor) => Effect.Effect<HttpClientRequest.HttpClientRequest>,
+  config: Config,
+  cursor: Cursor,
+  attempt: Attempt
+): Stream.Stream<Output, SseClientError> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const from = cursor.id
+    const clock = yield* Effect.clock
+    const opened = clock.unsafeCurrentTimeMillis()
+    // The request lives in a scope of its own: closing it aborts the request (`HttpClient.withScope`).
+    const requestScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const execute = Effect.flatMap(request(cursor), (r) => Scope.extend(client.execute(r), requestScope))
+    const answer = yield* (config.idleTimeout === undefined
+      ? execute
+      : Effect.timeoutFail(execute, { duration: config.idleTimeout, onTimeout: () => new IdleTimeout() })).pipe(
+        Effect.either
+      )
+    if (answer._tag === "Left") {
+      const error = answer.left
+      if (error._tag === "RequestError" && error.reason === "InvalidUrl") {
+        return Stream.fail(new SseClientError({ reason: "InvalidUrl", message: error.message }))
+      }
+      attempt.cause = error._tag === "IdleTimeout" ? IDLE : networkError(error)
+      return Stream.empty
+    }
+    const response = answer.right
+    const refused = terminal(response)
+    if (refused !== undefined) return Stream.fail(refused)
+    if (response.status !== 200) {
+      attempt.cause = { _tag: "ServerError", status: response.status }
+      return Stream.empty
+    }
+    const decoder = new Decoder(cursor, config.maxEventSize)
+    attempt.cause = { _tag: "End", reason: undefined }
+    const activity: Activity = { at: clock.unsafeCurrentTimeMillis(), reading: false, idle: false }
+    if (config.idleTimeout !== undefined) {
+      // Silence aborts the request, which ends the body; the connection's scope stops the watchdog.
+      yield* Effect.forkScoped(Effect.zipRight(
+        watchdog(clock, config.idleTimeout, activity),
+        Effect.suspend(() => {
+          activity.idle = true
+          return Scope.close(requestScope, Exit.void)
+        })
+      ))
+    }
+    return Stream.succeed<Output>({ _tag: "Connected", lastEventId: from }).pipe(
+      Stream.concat(body(response, config, clock, activity, decoder, attempt)),
+      Stream.ensuring(Effect.sync(() => {
+        attempt.healthy = decoder.accepted > 0 || clock.unsafeCurrentTimeMillis() - opened >= config.maxBackoff
+      }))
+    )
+  }))
+
+/**
+ * Connections one after the other, forever, each followed by its `Disconnected` value and the wait.
+ * @internal
+ */
+export const streamWithStatus = <A = string, E = never, R = never>(
+  url: string | URL,
+  options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
+): Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError | E, HttpClient.HttpClient | R> => {
+  const loop = Stream.unwrap(Effect.gen(function*() {
+    const client = HttpClient.withScope(yield* HttpClient.HttpClient)
+    const config = yield* resolve(options)
+    const request = makeRequest(url, options)
+    const cursor = makeCursor(options?.lastEventId)
+    let failures = 0
+    const next = Stream.suspend(() => {
+      const attempt: Attempt = { cause: { _tag: "End", reason: undefined }, healthy: false }
+      return connection(client, request, config, cursor, attempt).pipe(
+        Stream.concat(Stream.unwrap(Effect.gen(function*() {
+          failures = attempt.healthy ? 0 : failures + 1
+          const delay = reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
+          const disconnected: SseClient.Disconnected = { _tag: "Disconnected", cause: attempt.cause, delay, failures }
+          return Stream.concat(Stream.make(disconnected), Stream.fromEffect(Effect.sleep(delay)).pipe(Stream.drain))
+        })))
+      )
+    })
+    return Stream.forever(next)
+  }))
+  const decode = options?.decode
+  if (decode === undefined) return loop as Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError>
+  return Stream.mapEffect(
+    loop,
+    (item): Effect.Effect<SseClient.Item<A> | SseClient.Status, E, R> =>
+      item._tag === "Message"
+        ? Effect.map(decode(item), (data): SseClient.Message<A> => ({ _tag: "Message", id: item.id, type: item.type, data }))
+        : Effect.succeed(item)
+  )
+}
+
+/** @internal */
+export const stream = <A = string, E = never, R = never>(
+  url: string | URL,
+  options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
+): Stream.Stream<SseClient.Item<A>, SseClientError | E, HttpClient.HttpClient | R> =>
+  Stream.filter(streamWithStatus(url, options), isItem)
+
+const isItem = <A, B>(item: SseClient.Item<A> | B): item is SseClient.Item<A> =>
+  typeof item === "object" && item !== null && "_tag" in item && (item._tag === "Message" || item._tag === "Reset")
