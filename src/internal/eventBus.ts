@@ -701,30 +701,11 @@ export const make = (
       Effect.forkScoped
     )
 
-    const validate = (inputs: ReadonlyArray<Event.EventInput>): EventBus.PublishError | undefined => {
-      for (let i = 0; i < inputs.length; i++) {
-        const input = inputs[i]!
-        const at = inputs.length > 1 ? ` (event ${i})` : ""
-        const topicError = validateTopic(input?.topic)
-        if (topicError !== undefined) return publishError("InvalidTopic", topicError + at, i)
-        if (input.type !== undefined) {
-          const typeError = validateType(input.type)
-          if (typeError !== undefined) return publishError("InvalidType", typeError + at, i)
-        }
-        const dataError = validateData(input.data)
-        if (dataError !== undefined) return publishError("InvalidData", dataError + at, i)
-        if (input.data.length > config.maxEventBytes / 3 && Buffer.byteLength(input.data) > config.maxEventBytes) {
-          return publishError("TooLarge", `data is larger than ${config.maxEventBytes} bytes${at}`, i)
-        }
-      }
-      return undefined
-    }
-
     const publishAll = (inputs: Iterable<Event.EventInput>) =>
       Effect.suspend(() => {
         const batch = Array.isArray(inputs) ? inputs as ReadonlyArray<Event.EventInput> : Array.from(inputs)
         if (batch.length === 0) return Effect.succeed<ReadonlyArray<Event.Event>>([])
-        const invalid = validate(batch)
+        const invalid = validate(batch, config.maxEventBytes)
         if (invalid !== undefined) return Effect.fail(invalid)
         return Effect.mapError(log.append(batch), (cause) =>
           new PublishError({ reason: "Unavailable", message: cause.message, cause }))
@@ -770,7 +751,7 @@ export const make = (
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
 
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
-        const resolved = yield* resolveResume(subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
+        const resolved = yield* resolveResume(log, hub, subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
@@ -787,116 +768,149 @@ export const make = (
         ({ firstPage, outcome, sub }): EventBus.Subscription => new SubscriptionImpl(sub, outcome, firstPage)
       )
 
-    const resolveResume = (
-      after: string | Event.EventId | undefined,
-      position: number,
-      head: Event.EventId,
-      maxReplay: number,
-      pageBytes: number,
-      match: ((event: Event.Event) => boolean) | undefined
-    ): Effect.Effect<Resolved, EventBus.SubscribeError> =>
-      Effect.gen(function*() {
-        const none = { replay: [] as ReadonlyArray<Event.Event>, replayBytes: 0, replayCursor: position, floor: position }
-        const reset = (reason: EventBus.ResetReason, message: string) => ({
-          ...none,
-          outcome: { _tag: "Reset", reason, head, message } as const
-        })
-        if (after === undefined) return { ...none, outcome: { _tag: "Live", head } as const }
-        // An id object is held to the same rules as a string (a fractional or negative seq would misread the log).
-        const parsed = parseId(typeof after === "string" ? after : formatId(after))
-        if (Either.isLeft(parsed)) return reset("invalid", parsed.left.message)
-        const cursor = parsed.right
-        if (cursor.epoch !== hub.epoch) {
-          return reset("epoch-mismatch", `cursor epoch ${cursor.epoch} is not the log's epoch ${hub.epoch}`)
-        }
-        if (cursor.seq > position) {
-          const logHead = yield* Effect.mapError(log.head, unavailable)
-          if (cursor.seq > logHead.seq) return reset("future", `cursor ${cursor.seq} is ahead of the head ${logHead.seq}`)
-          // This node's fan-out lags the log: live delivery skips what the client already has.
-          return { ...none, floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
-        }
-        if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
-        // A backend may end a page before `upTo` (see `ReadPage`): continue from its cursor until the range is done.
-        // Count the matching events up to `maxReplay + 1`, keeping only the first page (the
-        // subscriber's byte cap): later pages are read again at the consumer's pace.
-        const first: Array<Event.Event> = []
-        let firstBytes = 0
-        let firstCursor = cursor.seq
-        let full = false // the first page is complete: keep counting, stop keeping
-        let count = 0
-        let scanned = cursor.seq
-        while (scanned < position && count <= maxReplay) {
-          const page = yield* log.read(scanned, { limit: maxReplay + 1 - count, upTo: position, filter: match }).pipe(
-            Effect.map((p): EventLog.ReadPage | undefined => p),
-            Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
-          )
-          if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
-          if (page.cursor <= scanned) {
-            return yield* Effect.fail(
-              new SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
-            )
-          }
-          count += page.events.length
-          for (const event of page.events) {
-            if (full) break
-            const size = frameSizeOf(event)
-            if (first.length > 0 && firstBytes + size > pageBytes) {
-              full = true
-            } else {
-              first.push(event)
-              firstBytes += size
-              firstCursor = event.id.seq
-            }
-          }
-          if (!full) firstCursor = page.cursor
-          scanned = page.cursor
-        }
-        if (count > maxReplay) {
-          return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
-        }
-        if (first.length > 0 && !fits(hub, firstBytes)) {
-          return yield* Effect.fail(
-            new SubscribeError({
-              reason: "Unavailable",
-              message: `the bus's replay budget (${hub.maxReplayBytes} bytes) is in use; retry later`
-            })
-          )
-        }
-        return { replay: first, replayBytes: firstBytes, replayCursor: firstCursor, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
-      })
-
     const service: EventBus.EventBus["Type"] = {
       publish: (input) => Effect.map(publishAll([input]), (events) => events[0]!),
       publishAll,
       subscribe,
       stream: (streamOptions) => Effect.map(subscribe(streamOptions), streamOf),
       streamLazy: (streamOptions) => Stream.unwrapScoped(Effect.map(subscribe(streamOptions), (s) => s.events)),
-      stats: Effect.gen(function*() {
-        const logHead = yield* Effect.either(log.head)
-        const earliest = yield* Effect.either(log.earliest)
-        hub.syncGauges()
-        return {
-          subscribers: hub.all.size,
-          bufferedEvents: hub.bufferedEvents,
-          bufferedBytes: hub.bufferedBytes,
-          replayBytes: hub.replayBytes,
-          published: hub.published,
-          delivered: hub.delivered,
-          ends: { ...hub.ends },
-          resumes: { ...hub.resumes },
-          log: {
-            epoch: hub.epoch,
-            head: Either.isRight(logHead) ? logHead.right.seq : hub.position,
-            earliest: Either.isRight(earliest) ? earliest.right : undefined,
-            position: hub.position
-          }
-        }
-      }),
+      stats: statsOf(hub, log),
       shutdown: Effect.sync(() => hub.shutdown())
     }
     rawSubscribers.set(service, (options, consumer) =>
       Effect.map(register(options, consumer), ({ outcome, sub }): RawSubscription => ({ outcome, subscriber: sub })))
     return service
+  })
+
+/** Why a batch cannot be published, or `undefined` when every input is valid. */
+const validate = (
+  inputs: ReadonlyArray<Event.EventInput>,
+  maxEventBytes: number
+): EventBus.PublishError | undefined => {
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i]!
+    const at = inputs.length > 1 ? ` (event ${i})` : ""
+    const topicError = validateTopic(input?.topic)
+    if (topicError !== undefined) return publishError("InvalidTopic", topicError + at, i)
+    if (input.type !== undefined) {
+      const typeError = validateType(input.type)
+      if (typeError !== undefined) return publishError("InvalidType", typeError + at, i)
+    }
+    const dataError = validateData(input.data)
+    if (dataError !== undefined) return publishError("InvalidData", dataError + at, i)
+    if (input.data.length > maxEventBytes / 3 && Buffer.byteLength(input.data) > maxEventBytes) {
+      return publishError("TooLarge", `data is larger than ${maxEventBytes} bytes${at}`, i)
+    }
+  }
+  return undefined
+}
+
+/**
+ * The outcome of a resume after `after`, with live delivery continuing after `position`: the
+ * matching events up to `maxReplay + 1` are counted, and the first page (at most `pageBytes`) kept.
+ */
+const resolveResume = (
+  log: EventLog.EventLog["Type"],
+  hub: Hub,
+  after: string | Event.EventId | undefined,
+  position: number,
+  head: Event.EventId,
+  maxReplay: number,
+  pageBytes: number,
+  match: ((event: Event.Event) => boolean) | undefined
+): Effect.Effect<Resolved, EventBus.SubscribeError> =>
+  Effect.gen(function*() {
+    const none = { replay: [] as ReadonlyArray<Event.Event>, replayBytes: 0, replayCursor: position, floor: position }
+    const reset = (reason: EventBus.ResetReason, message: string) => ({
+      ...none,
+      outcome: { _tag: "Reset", reason, head, message } as const
+    })
+    if (after === undefined) return { ...none, outcome: { _tag: "Live", head } as const }
+    // An id object is held to the same rules as a string (a fractional or negative seq would misread the log).
+    const parsed = parseId(typeof after === "string" ? after : formatId(after))
+    if (Either.isLeft(parsed)) return reset("invalid", parsed.left.message)
+    const cursor = parsed.right
+    if (cursor.epoch !== hub.epoch) {
+      return reset("epoch-mismatch", `cursor epoch ${cursor.epoch} is not the log's epoch ${hub.epoch}`)
+    }
+    if (cursor.seq > position) {
+      const logHead = yield* Effect.mapError(log.head, unavailable)
+      if (cursor.seq > logHead.seq) return reset("future", `cursor ${cursor.seq} is ahead of the head ${logHead.seq}`)
+      // This node's fan-out lags the log: live delivery skips what the client already has.
+      return { ...none, floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
+    }
+    if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
+    // A backend may end a page before `upTo` (see `ReadPage`): continue from its cursor until the range is done.
+    // Count the matching events up to `maxReplay + 1`, keeping only the first page (the
+    // subscriber's byte cap): later pages are read again at the consumer's pace.
+    const first: Array<Event.Event> = []
+    let firstBytes = 0
+    let firstCursor = cursor.seq
+    let full = false // the first page is complete: keep counting, stop keeping
+    let count = 0
+    let scanned = cursor.seq
+    while (scanned < position && count <= maxReplay) {
+      const page = yield* log.read(scanned, { limit: maxReplay + 1 - count, upTo: position, filter: match }).pipe(
+        Effect.map((p): EventLog.ReadPage | undefined => p),
+        Effect.catchTag("EventLogError", (e) => e.reason === "Expired" ? Effect.succeed(undefined) : Effect.fail(unavailable(e)))
+      )
+      if (page === undefined) return reset("expired", `events after ${cursor.seq} are older than the log retains`)
+      if (page.cursor <= scanned) {
+        return yield* Effect.fail(
+          new SubscribeError({ reason: "Unavailable", message: `the log's read after ${scanned} made no progress` })
+        )
+      }
+      count += page.events.length
+      for (const event of page.events) {
+        if (full) break
+        const size = frameSizeOf(event)
+        if (first.length > 0 && firstBytes + size > pageBytes) {
+          full = true
+        } else {
+          first.push(event)
+          firstBytes += size
+          firstCursor = event.id.seq
+        }
+      }
+      if (!full) firstCursor = page.cursor
+      scanned = page.cursor
+    }
+    if (count > maxReplay) {
+      return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
+    }
+    if (first.length > 0 && !fits(hub, firstBytes)) {
+      return yield* Effect.fail(
+        new SubscribeError({
+          reason: "Unavailable",
+          message: `the bus's replay budget (${hub.maxReplayBytes} bytes) is in use; retry later`
+        })
+      )
+    }
+    return { replay: first, replayBytes: firstBytes, replayCursor: firstCursor, floor: position, outcome: { _tag: "Resumed", head, after: cursor } as const }
+  })
+
+/** A snapshot of the bus's counters (the log's head and earliest read now). */
+const statsOf = (hub: Hub, log: EventLog.EventLog["Type"]): Effect.Effect<EventBus.Stats> =>
+  Effect.gen(function*() {
+    const logHead = yield* Effect.either(log.head)
+    const earliest = yield* Effect.either(log.earliest)
+    hub.syncGauges()
+    return {
+      subscribers: hub.all.size,
+      bufferedEvents: hub.bufferedEvents,
+      bufferedBytes: hub.bufferedBytes,
+      replayBytes: hub.replayBytes,
+      published: hub.published,
+      delivered: hub.delivered,
+      ends: { ...hub.ends },
+      resumes: { ...hub.resumes },
+      log: {
+        epoch: hub.epoch,
+        head: Either.isRight(logHead) ? logHead.right.seq : hub.position,
+        earliest: Either.isRight(earliest) ? earliest.right : undefined,
+        position: hub.position
+      }
+    }
   })
 
 interface Resolved {
