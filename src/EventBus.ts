@@ -29,11 +29,13 @@ import * as internal from "./internal/eventBus.js"
  * - `shutdown`: the bus (or the server) is shutting down.
  * - `lifetime`: the SSE route's maximum connection lifetime elapsed.
  * - `closed`: the consumer itself closed the subscription (scope closed, stream interrupted).
+ * - `log-reset`: the log lost continuity (its epoch changed, e.g. a flushed Redis, or events were
+ *   trimmed before this node read them); the client resumes and learns the outcome (`reset`).
  *
  * @since 0.1.0
  * @category models
  */
-export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "closed"
+export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "closed" | "log-reset"
 
 /**
  * Why a cursor could not be resumed from exactly.
@@ -153,7 +155,7 @@ export interface Stats {
  * @category errors
  */
 export class PublishError extends Data.TaggedError("PublishError")<{
-  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "TooLarge" | "Unavailable"
+  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "InvalidIdempotencyKey" | "TooLarge" | "Unavailable"
   readonly message: string
   /** The index of the offending input in the batch. */
   readonly index?: number | undefined

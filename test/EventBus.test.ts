@@ -1075,7 +1075,7 @@ describe("EventBus", () => {
           bufferedBytes: 0,
           published: 0,
           delivered: 0,
-          ends: { overflow: 0, stalled: 0, shutdown: 0, lifetime: 0, closed: 0 },
+          ends: { overflow: 0, stalled: 0, shutdown: 0, lifetime: 0, closed: 0, "log-reset": 0 },
           resumes: { live: 0, resumed: 0, "epoch-mismatch": 0, expired: 0, "too-far-behind": 0, future: 0, invalid: 0 },
           log: { epoch, head: 0, earliest: 1, position: 0 }
         })
@@ -1099,7 +1099,7 @@ describe("EventBus", () => {
         assert.strictEqual(stats.published, 5)
         // the reader's 5, plus the replay of seq 2..4
         assert.strictEqual(stats.delivered, 5 + 3)
-        assert.deepStrictEqual(stats.ends, { overflow: 1, stalled: 1, shutdown: 0, lifetime: 0, closed: 2 })
+        assert.deepStrictEqual(stats.ends, { overflow: 1, stalled: 1, shutdown: 0, lifetime: 0, closed: 2, "log-reset": 0 })
         assert.deepStrictEqual(stats.resumes, {
           live: 3,
           resumed: 1,

@@ -14,11 +14,20 @@ import * as Stream from "effect/Stream"
 import type * as Event from "../Event.js"
 import * as EventBus from "../EventBus.js"
 import * as EventLog from "../EventLog.js"
-import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
+import {
+  compileTopics,
+  formatId,
+  parseId,
+  validateData,
+  validateIdempotencyKey,
+  validatePattern,
+  validateTopic,
+  validateType
+} from "./event.js"
 import * as metrics from "./metrics.js"
 import { frameOf, frameSizeOf } from "./sse.js"
 
-const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed"]
+const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "closed", "log-reset"]
 const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
   "live",
   "resumed",
@@ -178,7 +187,8 @@ export class Hub {
     stalled: 0,
     shutdown: 0,
     lifetime: 0,
-    closed: 0
+    closed: 0,
+    "log-reset": 0
   }
   readonly resumes: Record<EventBus.ResumeStat, number> = {
     live: 0,
@@ -372,6 +382,17 @@ export class Hub {
     this.syncGauges()
   }
 
+  /**
+   * The log's follower lost continuity (a new epoch, or events trimmed before it read them): every
+   * subscriber ends with `log-reset`, so its client resumes and learns the outcome from the log;
+   * fan-out continues after `head`.
+   */
+  readonly onReset = (head: Event.EventId): void => {
+    for (const sub of Array.from(this.all)) sub.end("log-reset")
+    this.epoch = head.epoch
+    this.position = head.seq
+  }
+
   shutdown(): void {
     this.shuttingDown = true
     for (const sub of Array.from(this.all)) sub.end("shutdown")
@@ -538,7 +559,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
     const log = yield* EventLog.EventLog
     const hub = new Hub()
     hub.epoch = yield* Effect.orDie(log.epoch)
-    const start = yield* Effect.orDie(log.follow(hub.onEvents))
+    const start = yield* Effect.orDie(log.follow(hub.onEvents, hub.onReset))
     hub.position = start.seq
     hub.epoch = start.epoch
 
@@ -564,6 +585,10 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
         }
         const dataError = validateData(input.data)
         if (dataError !== undefined) return publishError("InvalidData", dataError + at, i)
+        if (input.idempotencyKey !== undefined) {
+          const keyError = validateIdempotencyKey(input.idempotencyKey)
+          if (keyError !== undefined) return publishError("InvalidIdempotencyKey", keyError + at, i)
+        }
         if (input.data.length > config.maxEventBytes / 3 && Buffer.byteLength(input.data) > config.maxEventBytes) {
           return publishError("TooLarge", `data is larger than ${config.maxEventBytes} bytes${at}`, i)
         }

@@ -1,0 +1,124 @@
+/**
+ * node-redis connections as scoped resources, commands as Effects whose every failure is a typed
+ * `EventLogError`, and scripts run with `EVALSHA` falling back to `EVAL` on `NOSCRIPT`.
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { createClient } from "redis"
+import * as EventLog from "../EventLog.js"
+import type { Script } from "./redisScripts.js"
+
+/**
+ * The part of a node-redis client the log uses: raw commands (replies in RESP2 shapes) and closing.
+ * @internal
+ */
+export interface Client {
+  readonly isOpen: boolean
+  sendCommand(args: ReadonlyArray<string>, options?: { readonly timeout?: number }): Promise<unknown>
+  close(): Promise<unknown>
+  destroy(): unknown
+}
+
+/** @internal */
+export interface ConnectOptions {
+  readonly url: string
+  readonly name: string
+  readonly connectTimeoutMillis: number
+  /** Reconnect by itself after the first connection (the command connection), or never (the tail's). */
+  readonly reconnect: boolean
+}
+
+/** Capped exponential backoff with jitter: a random delay in [½, 1] × min(cap, base × 2^attempt). */
+export const backoffMillis = (attempt: number, random: number, baseMillis = 100, capMillis = 5_000): number =>
+  Math.round(Math.min(capMillis, baseMillis * 2 ** Math.min(attempt, 30)) * (0.5 + random / 2))
+
+/** @internal */
+export const unavailable = (message: string, cause?: unknown): EventLog.EventLogError =>
+  new EventLog.EventLogError({ reason: "Unavailable", message: `${message}: ${describe(cause)}`, cause })
+
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message.length > 0 ? cause.message : cause.name
+  return String(cause)
+}
+
+/**
+ * A connected client for the scope. Offline queueing is off, so a command issued while the
+ * connection is down fails at once instead of running late; the first connection must succeed.
+ * @internal
+ */
+export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLog.EventLogError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        let ready = false
+        const client = createClient({
+          url: options.url,
+          name: options.name,
+          RESP: 2,
+          disableOfflineQueue: true,
+          socket: {
+            connectTimeout: options.connectTimeoutMillis,
+            keepAlive: true,
+            reconnectStrategy: (retries: number, cause: Error) =>
+              ready && options.reconnect ? backoffMillis(retries, Math.random()) : cause
+          }
+        })
+        // node-redis emits every socket error as an event: without a listener Node would throw it.
+        client.on("error", () => {})
+        try {
+          await client.connect()
+        } catch (cause) {
+          client.destroy()
+          throw cause
+        }
+        ready = true
+        return client as Client
+      },
+      catch: (cause) => unavailable(`cannot connect to Redis at ${redactUrl(options.url)}`, cause)
+    }),
+    (client) =>
+      // The tail's connection may be blocked in XREAD: a graceful close would wait for it to time out.
+      Effect.tryPromise(() => options.reconnect ? client.close() : Promise.resolve()).pipe(
+        Effect.timeout(Duration.seconds(1)),
+        Effect.ignore,
+        Effect.andThen(Effect.sync(() => {
+          if (client.isOpen) client.destroy()
+        }))
+      )
+  )
+
+/** The URL without its password, for messages. */
+export const redactUrl = (url: string): string => url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@")
+
+/**
+ * Sends one command; a reply error, a closed socket or a timeout is an `Unavailable` error.
+ * @internal
+ */
+export const send = (client: Client, args: ReadonlyArray<string>, timeoutMillis: number): Effect.Effect<unknown, EventLog.EventLogError> =>
+  Effect.tryPromise({
+    try: () => client.sendCommand(args, { timeout: timeoutMillis }),
+    catch: (cause) => unavailable(`Redis ${args[0]} failed`, cause)
+  })
+
+const isNoScript = (error: EventLog.EventLogError): boolean =>
+  error.cause instanceof Error && error.cause.message.startsWith("NOSCRIPT")
+
+/**
+ * Runs a script by its SHA1; when Redis no longer has it (restarted, `SCRIPT FLUSH`), sends the body
+ * with `EVAL`, which caches it again.
+ * @internal
+ */
+export const runScript = (
+  client: Client,
+  script: Script,
+  keys: ReadonlyArray<string>,
+  args: ReadonlyArray<string>,
+  timeoutMillis: number
+): Effect.Effect<unknown, EventLog.EventLogError> => {
+  const rest = [String(keys.length), ...keys, ...args]
+  return send(client, ["EVALSHA", script.sha, ...rest], timeoutMillis).pipe(
+    Effect.catchIf(isNoScript, () => send(client, ["EVAL", script.body, ...rest], timeoutMillis))
+  )
+}
