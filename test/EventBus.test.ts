@@ -197,7 +197,10 @@ describe("EventBus", () => {
       ["a lone low surrogate", "InvalidData", { topic: "t", data: "\uDC00" }],
       ["non-string data", "InvalidData", { topic: "t", data: null as unknown as string }],
       ["data over maxEventBytes", "TooLarge", { topic: "t", data: "x".repeat(1_001) }],
-      ["data over maxEventBytes in UTF-8", "TooLarge", { topic: "t", data: "é".repeat(501) }]
+      ["data over maxEventBytes in UTF-8", "TooLarge", { topic: "t", data: "é".repeat(501) }],
+      ["an empty idempotency key", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "" }],
+      ["a 201-byte idempotency key", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "k".repeat(201) }],
+      ["an idempotency key with a newline", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "a\nb" }]
     ]
     it.effect.each(refused)("refuses %s with a typed PublishError and appends nothing", ([, reason, input]) =>
       Effect.gen(function*() {
@@ -237,6 +240,19 @@ describe("EventBus", () => {
         const stored = yield* bus.publishAll([{ topic: "a", data: "1" }, { topic: "b", type: "x", data: "2" }])
         assert.deepStrictEqual(seqs(stored), [1, 2])
         assert.deepStrictEqual(yield* collect(Stream.take(sub.events, 2)), stored)
+      }))
+
+    it.scoped("a publish repeated with its idempotency key returns the first event and fans out once", () =>
+      Effect.gen(function*() {
+        const { bus, log } = yield* makeBus()
+        const sub = yield* bus.subscribe()
+        const first = yield* bus.publish({ topic: "t", data: "x", idempotencyKey: "retry-1" })
+        const again = yield* bus.publish({ topic: "t", data: "x", idempotencyKey: "retry-1" })
+        assert.strictEqual(again, first)
+        assert.strictEqual((yield* log.head).seq, 1)
+        const [events] = yield* sub.takeAll
+        assert.deepStrictEqual(Chunk.toArray(events), [first])
+        assert.strictEqual((yield* bus.stats).published, 1)
       }))
 
     it.scoped("publishAll takes any iterable, and an empty batch appends nothing", () =>
@@ -668,6 +684,26 @@ describe("EventBus", () => {
         assert.strictEqual(subscriberOf(sub).endReason, undefined)
         yield* TestClock.adjust("3 seconds")
         assert.strictEqual(subscriberOf(sub).endReason, "stalled")
+      }))
+  })
+
+  describe("log resets", () => {
+    it.scoped("a reset of the log's follower ends every subscriber with log-reset; resumes then see the new epoch", () =>
+      Effect.gen(function*() {
+        const memory = yield* EventLog.makeMemory({ epoch: "old" })
+        let reset: ((head: Event.EventId) => void) | undefined
+        const log: Log = { ...memory, follow: (listener, onReset) => Effect.tap(memory.follow(listener), () => void (reset = onReset)) }
+        const bus = yield* EventBus.make().pipe(Effect.provideService(EventLog.EventLog, log))
+        const stored = yield* bus.publish({ topic: "t", data: "x" })
+        const a = yield* bus.subscribe()
+        const b = yield* bus.subscribe({ topics: ["t"] })
+        reset!({ epoch: "new", seq: 7 })
+        assert.strictEqual(yield* a.ended, "log-reset")
+        assert.strictEqual(yield* b.ended, "log-reset")
+        const again = yield* bus.subscribe({ after: stored.id })
+        assert.deepStrictEqual(again.outcome.head, { epoch: "new", seq: 7 })
+        assert.strictEqual(again.outcome._tag === "Reset" && again.outcome.reason, "epoch-mismatch")
+        assert.strictEqual((yield* bus.stats).ends["log-reset"], 2)
       }))
   })
 

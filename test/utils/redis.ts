@@ -10,8 +10,8 @@ import { randomBytes } from "node:crypto"
 import * as Net from "node:net"
 import { createClient } from "redis"
 
-/** The shared Redis the tests use (`.ci/run` starts it when it is down). */
-export const REDIS_URL = "redis://127.0.0.1:6379"
+/** The shared Redis the tests use (`.ci/run` starts it when it is down); `SLUICE_TEST_REDIS_URL` overrides it. */
+export const REDIS_URL = process.env.SLUICE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379"
 
 /** A raw client for test set-up and inspection (replies in RESP2 shapes). */
 export interface Admin {
@@ -31,15 +31,22 @@ export const admin = async (url = REDIS_URL): Promise<Admin> => {
   }
 }
 
-/** For `beforeAll`: fails every test of the file with one clear line when Redis is not reachable. */
-export const requireRedis = async (): Promise<void> => {
+let reachable: Promise<void> | undefined
+
+/**
+ * For `beforeEach`: fails every test of the file (failed, not skipped) with one clear line when
+ * Redis is not reachable. Redis is pinged once per file.
+ */
+export const requireRedis = (): Promise<void> => (reachable ??= ping())
+
+const ping = async (): Promise<void> => {
   try {
     const a = await admin()
     await a.send("PING")
     await a.close()
   } catch (cause) {
     throw new Error(
-      `Redis is not reachable at 127.0.0.1:6379 (${cause instanceof Error ? cause.message : String(cause)}): the Redis tests need it; .ci/run starts one`
+      `Redis is not reachable at ${REDIS_URL} (${cause instanceof Error ? cause.message : String(cause)}): the Redis tests need it; .ci/run starts one`
     )
   }
 }
