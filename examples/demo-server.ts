@@ -1,6 +1,7 @@
 /**
- * The demo server (`npm start`): an in-memory bus behind the SSE route, with publishing enabled, a
- * JSON stats route, Prometheus metrics and a small page at `/`.
+ * The demo server (`npm start`): a bus behind the SSE route, with publishing enabled, a JSON stats
+ * route, Prometheus metrics and a small page at `/`. The bus runs on the memory log, or on the Redis
+ * Streams log when `SLUICE_REDIS_URL` is set, so several demo servers on one Redis act as one.
  *
  *   GET  /         the demo page (native EventSource)
  *   GET  /events   SSE (`?topic=…`, `Last-Event-ID` / `?lastEventId=…`)
@@ -9,6 +10,8 @@
  *   GET  /metrics  Prometheus text
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
+ * `SLUICE_REDIS_URL` (e.g. `redis://127.0.0.1:6379`; unset: the memory log) with `SLUICE_REDIS_PREFIX`
+ * (default `sluice`) and `SLUICE_REDIS_MAX_EVENTS` (default 10,000),
  * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and every `SLUICE_SSE_*`
  * variable of `SseRoute.layerConfig` overrides a route option. It prints the address it is bound to
  * and exits cleanly on SIGINT / SIGTERM: the route drains its streams (each gets `event: end` with
@@ -22,10 +25,12 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Http from "node:http"
 import * as os from "node:os"
 import * as EventBus from "../src/EventBus.js"
+import * as EventLog from "../src/EventLog.js"
 import * as SseRoute from "../src/SseRoute.js"
 import { renderPage } from "./demo-page.js"
 
@@ -52,6 +57,21 @@ const PageLive = HttpRouter.Default.use((router) =>
     )
   })
 )
+
+/**
+ * The log: Redis Streams when `SLUICE_REDIS_URL` is set, memory otherwise. The Redis module is
+ * imported only then, so the memory demo never loads a Redis client.
+ */
+const LogLive = Layer.unwrapEffect(Effect.gen(function*() {
+  const url = yield* Config.option(Config.string("SLUICE_REDIS_URL"))
+  if (Option.isNone(url)) return EventLog.layerMemory()
+  const RedisLog = yield* Effect.promise(() => import("../src/EventLog/Redis.js"))
+  return RedisLog.layerConfig({
+    url: Config.string("SLUICE_REDIS_URL"),
+    prefix: Config.withDefault(Config.string("SLUICE_REDIS_PREFIX"), undefined),
+    maxEvents: Config.withDefault(Config.integer("SLUICE_REDIS_MAX_EVENTS"), undefined)
+  })
+}))
 
 /** The routes (events, publish, stats, metrics at the configured paths, and the page) served over HTTP. */
 const HttpLive = HttpRouter.Default.serve().pipe(
@@ -82,7 +102,7 @@ const formatUrl = (address: HttpServer.Address): string =>
  */
 const DemoLive = Layer.mergeAll(HttpLive, TickerLive).pipe(
   Layer.provide(SseRoute.layerConfig({ publish: true })),
-  Layer.provideMerge(EventBus.layerMemory()),
+  Layer.provideMerge(EventBus.layer().pipe(Layer.provideMerge(LogLive))),
   Layer.provideMerge(ServerLive),
   Layer.tap((context) =>
     HttpServer.addressWith((address) =>

@@ -200,7 +200,10 @@ export interface Options {
  * @category tags
  */
 export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
-  /** Validates and appends one event; it fans out before this completes. */
+  /**
+   * Validates and appends one event. On the memory log it fans out before this completes; on a
+   * shared log (Redis) every node fans it out when its tail reader reads it.
+   */
   readonly publish: (input: Event.EventInput) => Effect.Effect<Event.Event, PublishError>
   /** Validates every input, then appends them atomically as one batch (all or none). */
   readonly publishAll: (inputs: Iterable<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, PublishError>
