@@ -707,6 +707,33 @@ describe("EventBus", () => {
       }))
   })
 
+  describe("a fan-out behind the log (a shared log)", () => {
+    it.scoped("a cursor ahead of this node's fan-out gets only later events, even when the fan-out catches up during the resume", () =>
+      Effect.gen(function*() {
+        // The follower's batches wait in `pending` until the bus asks the log for its head, as a
+        // node's tail reader can deliver while a resume is in flight.
+        const memory = yield* EventLog.makeMemory()
+        const pending: Array<ReadonlyArray<Event.Event>> = []
+        let deliver: (events: ReadonlyArray<Event.Event>) => void = () => {}
+        const flush = () => pending.splice(0).forEach((batch) => deliver(batch))
+        const log: Log = {
+          ...memory,
+          head: Effect.zipRight(Effect.sync(flush), memory.head),
+          follow: (listener) => {
+            deliver = listener
+            return memory.follow((events) => void pending.push(events))
+          }
+        }
+        const bus = yield* EventBus.make().pipe(Effect.provideService(EventLog.EventLog, log))
+        const stored = yield* bus.publishAll(inputs(3))
+        const sub = yield* bus.subscribe({ after: stored[1]!.id })
+        assert.strictEqual(sub.outcome._tag, "Resumed")
+        const [events] = yield* sub.takeAll
+        assert.deepStrictEqual(Chunk.toArray(events), [stored[2]])
+        assert.strictEqual((yield* bus.stats).bufferedEvents, 0)
+      }))
+  })
+
   describe("lifetimes", () => {
     /** Runs `body` (which checks that its subscriber is registered) and asserts that nothing is left once its scope closed. */
     const leavesNothing = <E>(

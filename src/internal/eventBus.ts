@@ -96,6 +96,25 @@ export class Subscriber {
     this.match = test === undefined ? filter : filter === undefined ? test : (event) => test(event) && filter(event)
   }
 
+  /**
+   * Raises the floor and drops buffered events at or below it: a resume found the client ahead of
+   * this node's fan-out (a shared log), and live events may have arrived while it asked the log.
+   */
+  raiseFloor(floor: number): void {
+    if (floor <= this.floor) return
+    this.floor = floor
+    const buffer = this.buffer
+    if (buffer.length === 0 || buffer[0]!.id.seq > floor) return
+    const kept = buffer.filter((event) => event.id.seq > floor)
+    let bytes = 0
+    for (const event of kept) bytes += this.encodes ? encodedSize(event) : frameSizeOf(event)
+    this.hub.bufferedEvents -= buffer.length - kept.length
+    this.hub.bufferedBytes -= this.bytes - bytes
+    this.buffer = kept
+    this.shared = false
+    this.bytes = bytes
+  }
+
   /** Completes with the end reason once ended. */
   get ended(): Deferred.Deferred<EventBus.EndReason> {
     let deferred = this.endedDeferred
@@ -649,7 +668,7 @@ export const make = (options?: EventBus.Options): Effect.Effect<EventBus.EventBu
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
-        if (resolved.floor > sub.floor) sub.floor = resolved.floor
+        sub.raiseFloor(resolved.floor)
         if (resolved.replay.length > 0) hub.countDelivered(resolved.replay.length)
 
         return new SubscriptionImpl(sub, resolved.outcome, resolved.replay) as EventBus.Subscription
