@@ -7,7 +7,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { createClient } from "redis"
-import * as EventLog from "../EventLog.js"
+import type * as EventLog from "../EventLog.js"
+import { EventLogError } from "../EventLog.js"
 import type { Script } from "./redisScripts.js"
 
 /**
@@ -36,7 +37,7 @@ export const backoffMillis = (attempt: number, random: number, baseMillis = 100,
 
 /** @internal */
 export const unavailable = (message: string, cause?: unknown): EventLog.EventLogError =>
-  new EventLog.EventLogError({ reason: "Unavailable", message: `${message}: ${describe(cause)}`, cause })
+  new EventLogError({ reason: "Unavailable", message: `${message}: ${describe(cause)}`, cause })
 
 const describe = (cause: unknown): string => {
   if (cause instanceof Error) return cause.message.length > 0 ? cause.message : cause.name

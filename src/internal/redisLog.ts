@@ -8,7 +8,8 @@ import type * as MetricLabel from "effect/MetricLabel"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
-import * as EventLog from "../EventLog.js"
+import type * as EventLog from "../EventLog.js"
+import { EventLogError } from "../EventLog.js"
 import type * as Redis from "../EventLog/Redis.js"
 import { EventRecord } from "./event.js"
 import { invalidKey, newEpoch } from "./eventLog.js"
@@ -34,7 +35,7 @@ const MAX_PAGE = 1_000
 
 /** @internal */
 export const resolveOptions = (options: Redis.RedisOptions | undefined): Either.Either<Settings, EventLog.EventLogError> => {
-  const invalid = (message: string) => Either.left(new EventLog.EventLogError({ reason: "InvalidOption", message }))
+  const invalid = (message: string) => Either.left(new EventLogError({ reason: "InvalidOption", message }))
   const url = options?.url ?? "redis://127.0.0.1:6379"
   if (!/^rediss?:\/\//.test(url)) return invalid("url must start with redis:// or rediss://")
   const prefix = options?.prefix ?? "sluice"
@@ -120,7 +121,8 @@ interface Follower {
   readonly onReset: ((head: Event.EventId) => void) | undefined
 }
 
-const lag = Metric.histogram(
+/** @internal */
+export const tailLag = Metric.histogram(
   "sluice_log_tail_lag_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
   "Time from an event's append in Redis to its fan-out on this node (tail reader)"
@@ -162,7 +164,7 @@ export class Tail {
   deliver(events: ReadonlyArray<Event.Event>): void {
     if (events.length === 0) return
     this.position = events[events.length - 1]!.id.seq
-    lag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, NO_LABELS)
+    tailLag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, NO_LABELS)
     for (const follower of this.followers) follower.listener(events)
     this.progress()
   }
@@ -209,7 +211,7 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
       return Effect.asVoid(Effect.forkIn(runTail(tail, settings, meta), layerScope))
     })
 
-    return EventLog.EventLog.of({
+    return {
       epoch: Effect.map(meta(client), (m) => m.epoch),
       head: Effect.map(meta(client), (m) => ({ epoch: m.epoch, seq: m.head })),
       earliest: Effect.map(meta(client), (m) => m.earliest),
@@ -234,7 +236,7 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
             () => Effect.sync(() => tail.followers.delete(follower))
           )
         })
-    })
+    }
   })
 
 const append = (
@@ -306,7 +308,7 @@ const read = (
       Effect.flatMap(parse(() => arr(reply)), ([epoch, , , earliest, expired, bound, entries]) => {
         if (expired === 1) {
           return Effect.fail(
-            new EventLog.EventLogError({
+            new EventLogError({
               reason: "Expired",
               message: `events after seq ${after} are no longer retained (earliest is ${str(earliest)})`
             })

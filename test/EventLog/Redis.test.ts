@@ -2,10 +2,12 @@ import { afterAll, assert, beforeEach, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import type * as Event from "../../src/Event.js"
 import * as EventBus from "../../src/EventBus.js"
 import type * as EventLog from "../../src/EventLog.js"
 import * as RedisLog from "../../src/EventLog/Redis.js"
+import { tailLag } from "../../src/internal/redisLog.js"
 import { APPEND } from "../../src/internal/redisScripts.js"
 import { suite } from "../EventLogSuite.js"
 import { admin, deletePrefixes, freePort, privateRedis, REDIS_URL, requireRedis, testPrefix } from "../utils/redis.js"
@@ -207,6 +209,8 @@ describe("EventLog Redis backend", () => {
       assert.deepStrictEqual(resets, [])
       assert.deepStrictEqual(received.map((e) => e.data), inputs(n).map((e) => e.data))
       assert.deepStrictEqual(received.map((e) => e.id.seq), Array.from({ length: n }, (_, i) => head.seq + i + 1))
+      const lag = yield* Metric.value(tailLag)
+      assert.isAbove(lag.count, 0, "the tail reader records its lag")
     }).pipe(Effect.scoped))
 
   it.live("events trimmed before the tail read them reset the followers, which continue after the gap", () =>
