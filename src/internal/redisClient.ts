@@ -7,7 +7,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { createClient } from "redis"
-import type * as EventLog from "../EventLog.js"
 import { EventLogError } from "../EventLog.js"
 import type { Script } from "./redisScripts.js"
 
@@ -17,7 +16,7 @@ import type { Script } from "./redisScripts.js"
  */
 export interface Client {
   readonly isOpen: boolean
-  sendCommand(args: ReadonlyArray<string>, options?: { readonly timeout?: number }): Promise<unknown>
+  sendCommand(args: ReadonlyArray<string>): Promise<unknown>
   close(): Promise<unknown>
   destroy(): unknown
 }
@@ -36,7 +35,7 @@ export const backoffMillis = (attempt: number, random: number, baseMillis = 100,
   Math.round(Math.min(capMillis, baseMillis * 2 ** Math.min(attempt, 30)) * (0.5 + random / 2))
 
 /** @internal */
-export const unavailable = (message: string, cause?: unknown): EventLog.EventLogError =>
+export const unavailable = (message: string, cause?: unknown): EventLogError =>
   new EventLogError({ reason: "Unavailable", message: `${message}: ${describe(cause)}`, cause })
 
 const describe = (cause: unknown): string => {
@@ -49,7 +48,7 @@ const describe = (cause: unknown): string => {
  * connection is down fails at once instead of running late; the first connection must succeed.
  * @internal
  */
-export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLog.EventLogError, Scope.Scope> =>
+export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLogError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -59,6 +58,8 @@ export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLog
           name: options.name,
           RESP: 2,
           disableOfflineQueue: true,
+          // Commands whose reply is overdue stay queued until Redis answers or the socket closes: bound them.
+          commandsQueueMaxLength: 100_000,
           socket: {
             connectTimeout: options.connectTimeoutMillis,
             keepAlive: true,
@@ -95,15 +96,38 @@ export const redactUrl = (url: string): string => url.replace(/\/\/([^:@/]*):[^@
 
 /**
  * Sends one command; a reply error, a closed socket or a timeout is an `Unavailable` error.
+ * The timeout is a plain timer (node-redis's own allocates an `AbortSignal.timeout` per command,
+ * which cost more than the rest of an append); a reply that comes later is dropped.
  * @internal
  */
-export const send = (client: Client, args: ReadonlyArray<string>, timeoutMillis: number): Effect.Effect<unknown, EventLog.EventLogError> =>
-  Effect.tryPromise({
-    try: () => client.sendCommand(args, { timeout: timeoutMillis }),
-    catch: (cause) => unavailable(`Redis ${args[0]} failed`, cause)
+export const send = (client: Client, args: ReadonlyArray<string>, timeoutMillis: number): Effect.Effect<unknown, EventLogError> =>
+  Effect.async<unknown, EventLogError>((resume) => {
+    let pending = true
+    const timer = setTimeout(() => {
+      pending = false
+      resume(Effect.fail(unavailable(`Redis ${args[0]} failed`, new Error(`no reply within ${timeoutMillis} ms`))))
+    }, timeoutMillis)
+    client.sendCommand(args).then(
+      (reply) => {
+        if (!pending) return
+        pending = false
+        clearTimeout(timer)
+        resume(Effect.succeed(reply))
+      },
+      (cause) => {
+        if (!pending) return
+        pending = false
+        clearTimeout(timer)
+        resume(Effect.fail(unavailable(`Redis ${args[0]} failed`, cause)))
+      }
+    )
+    return Effect.sync(() => {
+      pending = false
+      clearTimeout(timer)
+    })
   })
 
-const isNoScript = (error: EventLog.EventLogError): boolean =>
+const isNoScript = (error: EventLogError): boolean =>
   error.cause instanceof Error && error.cause.message.startsWith("NOSCRIPT")
 
 /**
@@ -117,7 +141,7 @@ export const runScript = (
   keys: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
   timeoutMillis: number
-): Effect.Effect<unknown, EventLog.EventLogError> => {
+): Effect.Effect<unknown, EventLogError> => {
   const rest = [String(keys.length), ...keys, ...args]
   return send(client, ["EVALSHA", script.sha, ...rest], timeoutMillis).pipe(
     Effect.catchIf(isNoScript, () => send(client, ["EVAL", script.body, ...rest], timeoutMillis))

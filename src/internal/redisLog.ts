@@ -12,7 +12,7 @@ import type * as EventLog from "../EventLog.js"
 import { EventLogError } from "../EventLog.js"
 import type * as Redis from "../EventLog/Redis.js"
 import { EventRecord } from "./event.js"
-import { invalidKey, newEpoch } from "./eventLog.js"
+import { invalidKey } from "./eventLog.js"
 import { backoffMillis, type Client, connect, runScript, send, unavailable } from "./redisClient.js"
 import { APPEND, META, READ } from "./redisScripts.js"
 
@@ -68,6 +68,14 @@ export const resolveOptions = (options: Redis.RedisOptions | undefined): Either.
     blockMillis: durations.blockTimeout!
   })
 }
+
+/**
+ * The epoch a script creates if the log's meta is missing: about 52 random bits in base 36. Sent
+ * with every call, so it is cheap (`Math.random`); it needs to be unpredictable to no one, only
+ * different from the log's earlier epochs.
+ */
+const epochToken = (): string =>
+  (Math.floor(Math.random() * 2 ** 26) * 2 ** 26 + Math.floor(Math.random() * 2 ** 26)).toString(36)
 
 /** A reply that is not the shape a script or command returns. */
 class Garbage extends Error {}
@@ -200,7 +208,7 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
     for (const script of [META, READ, APPEND]) yield* send(client, ["SCRIPT", "LOAD", script.body], timeout)
 
     const meta = (on: Client) =>
-      Effect.flatMap(runScript(on, META, baseKeys, [newEpoch()], timeout), (reply) => parse(() => parseMeta(reply)))
+      Effect.flatMap(runScript(on, META, baseKeys, [epochToken()], timeout), (reply) => parse(() => parseMeta(reply)))
 
     const layerScope = yield* Effect.scope
     const tail = new Tail()
@@ -249,7 +257,7 @@ const append = (
   if (invalid !== undefined) return Effect.fail(invalid)
   const keys = [settings.keys.meta, settings.keys.stream]
   const keyIndex = new Map<string, number>()
-  const args = [newEpoch(), String(settings.maxEvents), String(settings.maxAgeMillis), String(settings.windowMillis), String(inputs.length)]
+  const args = [epochToken(), String(settings.maxEvents), String(settings.maxAgeMillis), String(settings.windowMillis), String(inputs.length)]
   for (const input of inputs) {
     let index = 0
     if (input.idempotencyKey !== undefined) {
@@ -301,7 +309,7 @@ const read = (
   // With a filter, read more than `limit` entries per round trip: most may not match.
   const count = Math.min(MAX_PAGE, filter === undefined ? limit : Math.max(limit, 256))
   const upTo = options.upTo === undefined ? -1 : Math.max(0, Math.floor(options.upTo))
-  const args = [newEpoch(), String(Math.max(0, Math.floor(after))), String(upTo), String(count)]
+  const args = [epochToken(), String(Math.max(0, Math.floor(after))), String(upTo), String(count)]
   return Effect.flatMap(
     runScript(client, READ, [settings.keys.meta, settings.keys.stream], args, settings.commandTimeoutMillis),
     (reply) =>
