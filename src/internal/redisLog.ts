@@ -223,7 +223,7 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
       epoch: Effect.map(meta(client), (m) => m.epoch),
       head: Effect.map(meta(client), (m) => ({ epoch: m.epoch, seq: m.head })),
       earliest: Effect.map(meta(client), (m) => m.earliest),
-      append: (inputs) => append(client, settings, inputs),
+      append: groupAppends((inputs) => append(client, settings, inputs)),
       read: (after, readOptions) => read(client, settings, after, readOptions),
       follow: (listener, onReset) =>
         Effect.gen(function*() {
@@ -246,6 +246,73 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
         })
     }
   })
+
+/** Most inputs one script call appends when concurrent appends are grouped. */
+const MAX_GROUP = 512
+
+interface Waiting {
+  readonly inputs: ReadonlyArray<Event.EventInput>
+  readonly resume: (effect: Effect.Effect<ReadonlyArray<Event.Event>, EventLogError>) => void
+  sent: boolean
+}
+
+/**
+ * Group commit: appends issued in the same turn of the event loop go to Redis as one script call
+ * (up to {@link MAX_GROUP} inputs, never splitting an append), and each caller gets its own slice
+ * of the result. The script appends inputs in order, so every append stays one consecutive,
+ * atomic range; a failure fails every append of the group (none of it was stored, or, if the
+ * reply was lost, all of it may have been: retry with idempotency keys).
+ * @internal
+ */
+export const groupAppends = (
+  run: (inputs: ReadonlyArray<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, EventLogError>
+) => {
+  let queue: Array<Waiting> = []
+  const sendGroup = (group: ReadonlyArray<Waiting>) => {
+    const inputs = group.length === 1 ? group[0]!.inputs : group.flatMap((w) => w.inputs)
+    Effect.runCallback(run(inputs), {
+      onExit: (exit) => {
+        let at = 0
+        for (const waiting of group) {
+          const n = waiting.inputs.length
+          waiting.resume(exit._tag === "Success" ? Effect.succeed(exit.value.slice(at, at + n)) : exit)
+          at += n
+        }
+      }
+    })
+  }
+  const flush = () => {
+    const waiting = queue.filter((w) => !w.sent)
+    queue = []
+    let group: Array<Waiting> = []
+    let size = 0
+    for (const w of waiting) {
+      if (group.length > 0 && size + w.inputs.length > MAX_GROUP) {
+        sendGroup(group)
+        group = []
+        size = 0
+      }
+      w.sent = true
+      group.push(w)
+      size += w.inputs.length
+    }
+    if (group.length > 0) sendGroup(group)
+  }
+  return (inputs: ReadonlyArray<Event.EventInput>): Effect.Effect<ReadonlyArray<Event.Event>, EventLogError> => {
+    if (inputs.length === 0) return Effect.succeed([])
+    const invalid = invalidKey(inputs)
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return Effect.async((resume) => {
+      const waiting: Waiting = { inputs, resume, sent: false }
+      if (queue.length === 0) setImmediate(flush)
+      queue.push(waiting)
+      // Interrupted before it was sent: leave it out. Once sent, it is in Redis's hands.
+      return Effect.sync(() => {
+        waiting.sent = true
+      })
+    })
+  }
+}
 
 const append = (
   client: Client,

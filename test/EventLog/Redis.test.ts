@@ -1,6 +1,7 @@
 import { afterAll, assert, beforeEach, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Event from "../../src/Event.js"
@@ -253,6 +254,48 @@ describe("EventLog Redis backend", () => {
       assert.strictEqual(yield* log.earliest, next!.id.seq)
       assert.strictEqual((yield* Effect.flip(log.read(0, { limit: 10 }))).reason, "Expired")
     }).pipe(Effect.scoped))
+
+  describe("group commit", () => {
+    it.live("concurrent appends share script calls, each keeping its own consecutive range and result", () =>
+      Effect.gen(function*() {
+        const log = yield* RedisLog.make({ url: REDIS_URL, prefix: prefix("group") })
+        const h0 = (yield* log.head).seq
+        const results = yield* Effect.forEach(
+          Array.from({ length: 200 }, (_, i) => i),
+          (i) => log.append(inputs(1 + (i % 3), i * 10)),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, result] of results.entries()) {
+          assert.deepStrictEqual(result.map((e) => e.data), inputs(1 + (i % 3), i * 10).map((e) => e.data))
+          assert.deepStrictEqual(result.map((e) => e.id.seq - result[0]!.id.seq), result.map((_, j) => j))
+        }
+        const total = results.reduce((n, r) => n + r.length, 0)
+        assert.strictEqual((yield* log.head).seq, h0 + total)
+        const seqs = results.flat().map((e) => e.id.seq).sort((a, b) => a - b)
+        assert.deepStrictEqual(seqs, Array.from({ length: total }, (_, i) => h0 + i + 1))
+      }).pipe(Effect.scoped))
+
+    it.live("concurrent appends with one idempotency key store it once", () =>
+      Effect.gen(function*() {
+        const log = yield* RedisLog.make({ url: REDIS_URL, prefix: prefix("group-idem") })
+        const results = yield* Effect.all(
+          Array.from({ length: 10 }, () => log.append([{ topic: "t", data: "x", idempotencyKey: "same" }])),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(new Set(results.map((r) => r[0]!.id.seq)), new Set([1]))
+        assert.strictEqual((yield* log.head).seq, 1)
+      }).pipe(Effect.scoped))
+
+    it.live("an append interrupted before it is sent appends nothing", () =>
+      Effect.gen(function*() {
+        const log = yield* RedisLog.make({ url: REDIS_URL, prefix: prefix("group-interrupt") })
+        const fiber = yield* Effect.fork(log.append(inputs(3)))
+        yield* Fiber.interrupt(fiber)
+        const [after] = yield* log.append(inputs(1, 3))
+        assert.strictEqual(after!.id.seq, 1)
+        assert.deepStrictEqual((yield* log.read(0, { limit: 10 })).events.map((e) => e.data), ["e3"])
+      }).pipe(Effect.scoped))
+  })
 
   describe("idempotency", () => {
     it.live("a repeated key returns the first event and appends nothing, on the same node and on another", () =>
