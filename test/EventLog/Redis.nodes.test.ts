@@ -12,7 +12,7 @@ import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as RedisLog from "../../src/EventLog/Redis.js"
 import * as Delivery from "../utils/DeliveryChecker.js"
-import { deletePrefixes, REDIS_URL, requireRedis, testPrefix } from "../utils/redis.js"
+import { deletePrefixes, privateRedis, REDIS_URL, requireRedis, testPrefix } from "../utils/redis.js"
 
 beforeEach(requireRedis)
 
@@ -45,7 +45,7 @@ interface Node {
 }
 
 /** Starts one demo server on a free port; it is SIGKILLed when the scope closes. */
-const startNode = (index: number) =>
+const startNode = (index: number, redisUrl = REDIS_URL) =>
   Effect.acquireRelease(
     Effect.async<Node, Error>((resume) => {
       const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "examples/demo-server.ts"], {
@@ -55,7 +55,7 @@ const startNode = (index: number) =>
           PORT: "0",
           HOST: "127.0.0.1",
           DEMO_TICK: "0",
-          SLUICE_REDIS_URL: REDIS_URL,
+          SLUICE_REDIS_URL: redisUrl,
           SLUICE_REDIS_PREFIX: prefix,
           SLUICE_REDIS_MAX_EVENTS: "100000",
           SLUICE_SSE_MAX_REPLAY: "100000"
@@ -172,7 +172,7 @@ describe("EventLog Redis: several nodes", () => {
     `3 node processes, ${EVENTS} events on random nodes, clients hopping between nodes, one node SIGKILLed: 0 lost, 0 duplicated, 0 out of order`,
     () =>
       Effect.gen(function*() {
-        const nodes = yield* Effect.all([0, 1, 2].map(startNode), { concurrency: "unbounded" })
+        const nodes = yield* Effect.all([0, 1, 2].map((i) => startNode(i)), { concurrency: "unbounded" })
         const random = seeded(SEED)
         const stats = yield* Effect.promise(() => fetch(`${nodes[0]!.url}/stats`).then((r) => r.json() as Promise<{ log: { epoch: string; head: number } }>))
         const start = `${stats.log.epoch}-${stats.log.head}`
@@ -223,4 +223,48 @@ describe("EventLog Redis: several nodes", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+
+  it.live("while Redis is down a node answers 200 + retry + end to resumes, 503 to publishes, keeps open streams, and recovers by itself", () =>
+    Effect.gen(function*() {
+      const server = yield* privateRedis
+      const node = yield* startNode(0, server.url)
+      const first = yield* Effect.promise(() => postEvent(node, "before"))
+      assert.isDefined(first)
+      const open = new Client([node], seeded(SEED), first!)
+      yield* Effect.addFinalizer(() => Effect.sync(() => open.close()))
+      open.connect()
+      yield* server.stop
+      const resume = yield* Effect.promise(async () => {
+        const response = await fetch(`${node.url}/events?topic=m&lastEventId=${first!.replace(/-\d+$/, "-0")}`)
+        return { status: response.status, body: await response.text() }
+      })
+      assert.strictEqual(resume.status, 200)
+      assert.match(resume.body, /^retry: \d+/)
+      assert.include(resume.body, `event: end\ndata: {"reason":"unavailable"}`)
+      const publish = yield* Effect.promise(async () => {
+        const response = await fetch(`${node.url}/events`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ topic: "m", data: "during" })
+        })
+        return { status: response.status, body: (await response.json()) as { error: string } }
+      })
+      assert.strictEqual(publish.status, 503)
+      assert.strictEqual(publish.body.error, "unavailable")
+      // The tail reader retries in the background; the open stream is not ended by the outage.
+      yield* Effect.sleep("300 millis")
+      assert.strictEqual(open.reconnects, 0, "the open stream stayed open during the outage")
+      yield* server.start
+      // A fresh Redis is a new epoch: the open stream ends (log-reset), resumes with a reset, then gets new events.
+      let after: string | undefined
+      for (let i = 0; i < 400 && after === undefined; i++) {
+        after = yield* Effect.promise(() => postEvent(node, "after").catch(() => undefined))
+        if (after === undefined) yield* Effect.sleep("25 millis")
+      }
+      assert.isDefined(after, "publishing works again")
+      yield* waitUntil("the open stream's client reset to the new epoch", () => open.resets.length > 0, 20_000)
+      assert.include(open.resets[0]!, "epoch-mismatch")
+      const next = yield* Effect.promise(() => postEvent(node, "next"))
+      yield* waitUntil("the client gets new events", () => open.last === next, 20_000)
+    }).pipe(Effect.scoped), 60_000)
 })
