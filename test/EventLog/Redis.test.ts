@@ -1,4 +1,6 @@
 import { afterAll, assert, beforeEach, describe, it } from "@effect/vitest"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -7,6 +9,7 @@ import * as Metric from "effect/Metric"
 import type * as Event from "../../src/Event.js"
 import * as EventBus from "../../src/EventBus.js"
 import type * as EventLog from "../../src/EventLog.js"
+import { EventLog as EventLogTag } from "../../src/EventLog.js"
 import * as RedisLog from "../../src/EventLog/Redis.js"
 import { tailLag } from "../../src/internal/redisLog.js"
 import { APPEND } from "../../src/internal/redisScripts.js"
@@ -139,6 +142,25 @@ describe("EventLog Redis backend", () => {
       assert.strictEqual(error.reason, "Unavailable")
       assert.include(error.message, `127.0.0.1:${port}`)
     }).pipe(Effect.scoped))
+
+  it.live("layerConfig reads its options from Config", () => {
+    const p = prefix("config")
+    const config = ConfigProvider.fromMap(new Map([["REDIS_URL", REDIS_URL], ["REDIS_PREFIX", p]]))
+    return Effect.gen(function*() {
+      const log = yield* EventLogTag
+      const [stored] = yield* log.append(inputs(1))
+      assert.strictEqual(stored!.id.seq, 1)
+      assert.strictEqual(yield* redis(REDIS_URL, "XLEN", keys(p).stream), 1)
+    }).pipe(
+      Effect.provide(
+        RedisLog.layerConfig({
+          url: Config.string("REDIS_URL"),
+          prefix: Config.string("REDIS_PREFIX"),
+          maxEvents: Config.withDefault(Config.integer("REDIS_MAX_EVENTS"), undefined)
+        }).pipe(Layer.provide(Layer.setConfigProvider(config)))
+      )
+    )
+  })
 
   it.live("bad options fail with InvalidOption, naming the option", () =>
     Effect.gen(function*() {
