@@ -177,11 +177,11 @@ export class Tail {
     this.progress()
   }
 
-  /** Completes once the reader has delivered everything up to `head` (or moved to another epoch). */
+  /** Completes once the reader has delivered everything up to `head`, in `head`'s epoch. */
   reached(head: Event.EventId): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
       const check = () => {
-        if (this.epoch !== undefined && (this.epoch !== head.epoch || this.position >= head.seq)) {
+        if (this.epoch === head.epoch && this.position >= head.seq) {
           this.waiters.delete(check)
           resume(Effect.void)
         }
