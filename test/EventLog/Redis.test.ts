@@ -11,6 +11,7 @@ import * as EventBus from "../../src/EventBus.js"
 import type * as EventLog from "../../src/EventLog.js"
 import { EventLog as EventLogTag } from "../../src/EventLog.js"
 import * as RedisLog from "../../src/EventLog/Redis.js"
+import { backoffMillis } from "../../src/internal/redisClient.js"
 import { tailLag } from "../../src/internal/redisLog.js"
 import { APPEND } from "../../src/internal/redisScripts.js"
 import { suite } from "../EventLogSuite.js"
@@ -276,6 +277,14 @@ describe("EventLog Redis backend", () => {
       assert.strictEqual(yield* log.earliest, next!.id.seq)
       assert.strictEqual((yield* Effect.flip(log.read(0, { limit: 10 }))).reason, "Expired")
     }).pipe(Effect.scoped))
+
+  it("reconnect delays are capped, exponential and jittered into [1/2, 1] of the step", () => {
+    assert.deepStrictEqual([0, 1, 2, 3].map((n) => backoffMillis(n, 1)), [100, 200, 400, 800])
+    assert.deepStrictEqual([0, 1, 2, 3].map((n) => backoffMillis(n, 0)), [50, 100, 200, 400])
+    assert.strictEqual(backoffMillis(6, 1), 5_000)
+    assert.strictEqual(backoffMillis(1_000, 1), 5_000)
+    assert.strictEqual(backoffMillis(1_000, 0), 2_500)
+  })
 
   describe("group commit", () => {
     it.live("concurrent appends share script calls, each keeping its own consecutive range and result", () =>
