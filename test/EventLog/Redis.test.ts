@@ -217,7 +217,7 @@ describe("EventLog Redis backend", () => {
         if (i === 50 || i === 120) yield* redis(server.url, "CLIENT", "KILL", "TYPE", "normal")
         const input = { topic: "t", data: `e${i}`, idempotencyKey: `k${i}` }
         let stored: ReadonlyArray<Event.Event> | undefined
-        for (let attempt = 0; stored === undefined && attempt < 400; attempt++) {
+        for (let attempt = 0; stored === undefined && attempt < 1_000; attempt++) {
           stored = yield* log.append([input]).pipe(
             Effect.catchTag("EventLogError", (e) => {
               assert.strictEqual(e.reason, "Unavailable")
@@ -271,7 +271,8 @@ describe("EventLog Redis backend", () => {
       const log = yield* RedisLog.make({ url: REDIS_URL, prefix: p, maxAge: "300 millis" })
       yield* log.append(inputs(5))
       const ttl = (yield* redis(REDIS_URL, "PTTL", keys(p).stream)) as number
-      assert.isTrue(ttl > 0 && ttl <= 300, `the stream expires with maxAge (PTTL ${ttl})`)
+      // -2: already expired (a slow machine took longer than maxAge to ask).
+      assert.isTrue(ttl === -2 || (ttl > 0 && ttl <= 300), `the stream expires with maxAge (PTTL ${ttl})`)
       yield* Effect.sleep("700 millis")
       const [next] = yield* log.append(inputs(1, 5))
       assert.strictEqual(yield* log.earliest, next!.id.seq)
