@@ -257,7 +257,7 @@ describe("EventLog Redis: several nodes", () => {
       yield* server.start
       // A fresh Redis is a new epoch: the open stream ends (log-reset), resumes with a reset, then gets new events.
       let after: string | undefined
-      for (let i = 0; i < 400 && after === undefined; i++) {
+      for (let i = 0; i < 800 && after === undefined; i++) {
         after = yield* Effect.promise(() => postEvent(node, "after").catch(() => undefined))
         if (after === undefined) yield* Effect.sleep("25 millis")
       }

@@ -196,7 +196,7 @@ describe("EventLog Redis backend", () => {
       yield* server.start
       // The new server has no data: a new epoch, so the follower resets, then follows again.
       let after: ReadonlyArray<Event.Event> = []
-      for (let i = 0; i < 400 && after.length === 0; i++) {
+      for (let i = 0; i < 800 && after.length === 0; i++) {
         after = yield* log.append(inputs(1, 100)).pipe(Effect.orElseSucceed(() => []), Effect.zipLeft(Effect.sleep("25 millis")))
       }
       assert.strictEqual(after.length, 1, "appends work again")
