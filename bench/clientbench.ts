@@ -1,5 +1,5 @@
 /**
- * S11, run in processes of their own: one serves a recorded SSE body (N frames as the route writes
+ * S12, run in processes of their own: one serves a recorded SSE body (N frames as the route writes
  * them, in 64 KiB writes, then the end); each client process reads it with one implementation and
  * reports the time and its own CPU from the request until the N-th event.
  *

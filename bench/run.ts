@@ -22,8 +22,10 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   S7: () => import("./scenarios/s7.js").then((m) => m.s7),
   S8: () => import("./scenarios/s8.js").then((m) => m.s8),
   S9: () => import("./scenarios/s9.js").then((m) => m.s9),
+  S10: () => import("./scenarios/s10.js").then((m) => m.s10),
   S11: () => import("./scenarios/s11.js").then((m) => m.s11),
-  S12: () => import("./scenarios/s12.js").then((m) => m.s12)
+  S12: () => import("./scenarios/s12.js").then((m) => m.s12),
+  S13: () => import("./scenarios/s13.js").then((m) => m.s13)
 }
 
 const argv = process.argv.slice(2)

@@ -1,6 +1,7 @@
 /**
- * The demo server (`npm start`): an in-memory bus behind the SSE route, with publishing enabled, a
- * JSON stats route, Prometheus metrics and a small page at `/`.
+ * The demo server (`npm start`): a bus behind the SSE route, with publishing enabled, a JSON stats
+ * route, Prometheus metrics and a small page at `/`. The bus runs on the memory log, or on the Redis
+ * Streams log when `SLUICE_REDIS_URL` is set, so several demo servers on one Redis act as one.
  *
  *   GET  /         the demo page (native EventSource)
  *   GET  /events   SSE (`?topic=…`, `Last-Event-ID` / `?lastEventId=…`)
@@ -9,9 +10,11 @@
  *   GET  /metrics  Prometheus text
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
+ * `SLUICE_REDIS_URL` (e.g. `redis://127.0.0.1:6379`; unset: the memory log) with `SLUICE_REDIS_PREFIX`
+ * (default `sluice`) and `SLUICE_REDIS_MAX_EVENTS` (default 10,000),
  * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and the `SLUICE_SSE_*`,
  * `SLUICE_BUS_*` and `SLUICE_LOG_*` variables (`SseRoute.fromEnv`, `EventBus.fromEnv`,
- * `EventLog.memoryFromEnv`) override the route's, the bus's and the log's options. It prints the address it is bound to
+ * `EventLog.memoryFromEnv`) override the route's, the bus's and the memory log's options. It prints the address it is bound to
  * and exits cleanly on SIGINT / SIGTERM: the route drains its streams (each gets `event: end` with
  * reason `shutdown`) before the HTTP server closes.
  */
@@ -23,6 +26,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Http from "node:http"
 import * as os from "node:os"
@@ -55,6 +59,21 @@ const PageLive = HttpRouter.Default.use((router) =>
   })
 )
 
+/**
+ * The log: Redis Streams when `SLUICE_REDIS_URL` is set, memory otherwise. The Redis module is
+ * imported only then, so the memory demo never loads a Redis client.
+ */
+const LogLive = Layer.unwrapEffect(Effect.gen(function*() {
+  const url = yield* Config.option(Config.string("SLUICE_REDIS_URL"))
+  if (Option.isNone(url)) return EventLog.layerMemoryConfig(EventLog.memoryFromEnv())
+  const RedisLog = yield* Effect.promise(() => import("../src/EventLog/Redis.js"))
+  return RedisLog.layerConfig({
+    url: Config.string("SLUICE_REDIS_URL"),
+    prefix: Config.withDefault(Config.string("SLUICE_REDIS_PREFIX"), undefined),
+    maxEvents: Config.withDefault(Config.integer("SLUICE_REDIS_MAX_EVENTS"), undefined)
+  })
+}))
+
 /** The routes (events, publish, stats, metrics at the configured paths, and the page) served over HTTP. */
 const HttpLive = HttpRouter.Default.serve().pipe(
   Layer.provide(Layer.mergeAll(SseRoute.layerRouter(HttpRouter.Default), PageLive))
@@ -84,8 +103,7 @@ const formatUrl = (address: HttpServer.Address): string =>
  */
 const DemoLive = Layer.mergeAll(HttpLive, TickerLive).pipe(
   Layer.provide(SseRoute.layerConfig(SseRoute.fromEnv({ publish: true }))),
-  Layer.provideMerge(EventBus.layerConfig(EventBus.fromEnv())),
-  Layer.provideMerge(EventLog.layerMemoryConfig(EventLog.memoryFromEnv())),
+  Layer.provideMerge(EventBus.layerConfig(EventBus.fromEnv()).pipe(Layer.provideMerge(LogLive))),
   Layer.provideMerge(ServerLive),
   Layer.tap((context) =>
     HttpServer.addressWith((address) =>

@@ -60,6 +60,12 @@ export interface EventInput {
   readonly topic: string
   readonly type?: string | undefined
   readonly data: string
+  /**
+   * Makes the publish idempotent: within the log's idempotency window (default 5 minutes) a repeat
+   * of this key appends nothing and returns the first event, on any node sharing the log.
+   * 1-200 bytes of UTF-8 without control characters.
+   */
+  readonly idempotencyKey?: string | undefined
 }
 
 /**
@@ -117,6 +123,15 @@ export const validatePattern: (pattern: unknown) => string | undefined = interna
  * @category guards
  */
 export const validateType: (type: unknown) => string | undefined = internal.validateType
+
+/**
+ * Returns why an idempotency key is invalid, or `undefined`: 1-200 bytes of UTF-8 text without
+ * control characters.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const validateIdempotencyKey: (key: unknown) => string | undefined = internal.validateIdempotencyKey
 
 /**
  * Compiles topic patterns into a predicate; `undefined` means "every topic".

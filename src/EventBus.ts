@@ -33,11 +33,13 @@ import * as telemetry from "./internal/telemetry.js"
  * - `unavailable`: its replay could not continue (the log failed, or the bus's replay budget was in
  *   use); nothing after the last delivered event was delivered, so resuming from it loses nothing.
  * - `closed`: the consumer itself closed the subscription (scope closed, stream interrupted).
+ * - `log-reset`: the log lost continuity (its epoch changed, e.g. a flushed Redis, or events were
+ *   trimmed before this node read them); the client resumes and learns the outcome (`reset`).
  *
  * @since 0.1.0
  * @category models
  */
-export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "unavailable" | "closed"
+export type EndReason = "overflow" | "stalled" | "shutdown" | "lifetime" | "unavailable" | "closed" | "log-reset"
 
 /**
  * Why a cursor could not be resumed from exactly.
@@ -206,7 +208,10 @@ export interface Options {
  * @category tags
  */
 export class EventBus extends Context.Tag("sluice/EventBus")<EventBus, {
-  /** Validates and appends one event; it fans out before this completes. */
+  /**
+   * Validates and appends one event. On the memory log it fans out before this completes; on a
+   * shared log (Redis) every node fans it out when its tail reader reads it.
+   */
   readonly publish: (input: Event.EventInput) => Effect.Effect<Event.Event, PublishError>
   /** Validates every input, then appends them atomically as one batch (all or none). */
   readonly publishAll: (inputs: Iterable<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, PublishError>

@@ -9,6 +9,7 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -20,7 +21,9 @@ import { EventLogError } from "./internal/errors.js"
 export {
   /**
    * A failure of the log backend. `Expired`: the requested range is older than retention.
-   * `Unavailable`: the backend cannot be reached or answered garbage.
+   * `Unavailable`: the backend cannot be reached or answered garbage. `InvalidOption`: the backend
+   * was configured wrongly (it names the option). `InvalidInput`: an append's input is invalid
+   * (e.g. a bad idempotency key); nothing of the batch was appended.
    *
    * @since 0.1.0
    * @category errors
@@ -66,7 +69,10 @@ export interface ReadPage {
  * - `follow(listener)` returns the head at registration and then calls `listener` with every batch
  *   appended after that head, exactly once, in log order, with no gap.
  * - `epoch` changes whenever the history is lost (a new in-memory log, a flushed store); sequence
- *   numbers restart with it.
+ *   numbers restart with it. A follower that sees the epoch change (or that cannot continue without
+ *   a gap) calls its `onReset` with the new head before any later batch.
+ * - An input with an `idempotencyKey` already appended within the backend's idempotency window
+ *   (default 5 minutes) is not appended again: `append` returns the first event in its place.
  *
  * @since 0.1.0
  * @category tags
@@ -82,10 +88,20 @@ export class EventLog extends Context.Tag("sluice/EventLog")<EventLog, {
   readonly append: (inputs: ReadonlyArray<Event.EventInput>) => Effect.Effect<ReadonlyArray<Event.Event>, EventLogError>
   /** Reads events after a sequence number, in order, in bounded pages. */
   readonly read: (after: number, options: ReadOptions) => Effect.Effect<ReadPage, EventLogError>
-  /** Follows appends in log order for the lifetime of the scope; returns the head it starts after. */
+  /**
+   * Follows appends in log order for the lifetime of the scope; returns the head it starts after.
+   * `onReset` is called when the log lost continuity (a new epoch, or events trimmed before this
+   * follower read them): later batches continue after the head it is given.
+   */
   readonly follow: (
-    listener: (events: ReadonlyArray<Event.Event>) => void
+    listener: (events: ReadonlyArray<Event.Event>) => void,
+    onReset?: (head: Event.EventId) => void
   ) => Effect.Effect<Event.EventId, EventLogError, Scope.Scope>
+  /**
+   * `read` hands out the very event objects the log retains (the memory log): a replay page then
+   * holds no memory of its own, and is not counted against the bus's replay budget.
+   */
+  readonly sharesEvents?: boolean | undefined
 }>() {}
 
 /**
@@ -101,6 +117,8 @@ export interface MemoryOptions {
   readonly maxBytes?: number | undefined
   /** A fixed epoch (tests); by default a fresh random one per instance. */
   readonly epoch?: string | undefined
+  /** How long an idempotency key is remembered (default 5 minutes). */
+  readonly idempotencyWindow?: Duration.DurationInput | undefined
 }
 
 /**

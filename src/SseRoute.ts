@@ -21,7 +21,7 @@ import type * as HttpServerError from "@effect/platform/HttpServerError"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as EventBus from "./EventBus.js"
+import * as eventBusInternal from "./internal/eventBus.js"
 import * as routeOptions from "./internal/routeOptions.js"
 import * as internal from "./internal/sseRoute.js"
 
@@ -231,7 +232,14 @@ export const make = (
 ): Effect.Effect<SseRoute["Type"], ConfigError.ConfigError, EventBus.EventBus | Scope.Scope> =>
   Effect.flatMap(
     Effect.all([EventBus.EventBus, routeOptions.resolve(options)]),
-    ([bus, resolved]) => internal.make(resolved, bus)
+    ([bus, resolved]) =>
+      eventBusInternal.hasRawSide(bus)
+        ? internal.make(resolved, bus)
+        : Effect.fail(ConfigError.InvalidData(
+          ["SseRoute"],
+          "SseRoute needs the bus EventBus.make / EventBus.layer built: a bus object copied or rebuilt " +
+            "around it ({ ...bus }) cannot serve streams; wrap calls to it instead"
+        ))
   )
 
 /**

@@ -185,7 +185,10 @@ describe("EventBus", () => {
       ["a lone low surrogate", "InvalidData", { topic: "t", data: "\uDC00" }],
       ["non-string data", "InvalidData", { topic: "t", data: null as unknown as string }],
       ["data over maxEventBytes", "TooLarge", { topic: "t", data: "x".repeat(1_001) }],
-      ["data over maxEventBytes in UTF-8", "TooLarge", { topic: "t", data: "é".repeat(501) }]
+      ["data over maxEventBytes in UTF-8", "TooLarge", { topic: "t", data: "é".repeat(501) }],
+      ["an empty idempotency key", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "" }],
+      ["a 201-byte idempotency key", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "k".repeat(201) }],
+      ["an idempotency key with a newline", "InvalidIdempotencyKey", { topic: "t", data: "x", idempotencyKey: "a\nb" }]
     ]
     it.effect.each(refused)("refuses %s with a typed PublishError and appends nothing", ([, reason, input]) =>
       Effect.gen(function*() {
@@ -225,6 +228,19 @@ describe("EventBus", () => {
         const stored = yield* bus.publishAll([{ topic: "a", data: "1" }, { topic: "b", type: "x", data: "2" }])
         assert.deepStrictEqual(seqs(stored), [1, 2])
         assert.deepStrictEqual(yield* collect(Stream.take(sub.events, 2)), stored)
+      }))
+
+    it.scoped("a publish repeated with its idempotency key returns the first event and fans out once", () =>
+      Effect.gen(function*() {
+        const { bus, log } = yield* makeBus()
+        const sub = yield* bus.subscribe()
+        const first = yield* bus.publish({ topic: "t", data: "x", idempotencyKey: "retry-1" })
+        const again = yield* bus.publish({ topic: "t", data: "x", idempotencyKey: "retry-1" })
+        assert.strictEqual(again, first)
+        assert.strictEqual((yield* log.head).seq, 1)
+        const [events] = yield* sub.takeAll
+        assert.deepStrictEqual(Chunk.toArray(events), [first])
+        assert.strictEqual((yield* bus.stats).published, 1)
       }))
 
     it.scoped("publishAll takes any iterable, and an empty batch appends nothing", () =>
@@ -659,6 +675,53 @@ describe("EventBus", () => {
       }))
   })
 
+  describe("log resets", () => {
+    it.scoped("a reset of the log's follower ends every subscriber with log-reset; resumes then see the new epoch", () =>
+      Effect.gen(function*() {
+        const memory = yield* EventLog.makeMemory({ epoch: "old" })
+        let reset: ((head: Event.EventId) => void) | undefined
+        const log: Log = { ...memory, follow: (listener, onReset) => Effect.tap(memory.follow(listener), () => void (reset = onReset)) }
+        const bus = yield* EventBus.make().pipe(Effect.provideService(EventLog.EventLog, log))
+        const stored = yield* bus.publish({ topic: "t", data: "x" })
+        const a = yield* bus.subscribe()
+        const b = yield* bus.subscribe({ topics: ["t"] })
+        reset!({ epoch: "new", seq: 7 })
+        assert.strictEqual(yield* a.ended, "log-reset")
+        assert.strictEqual(yield* b.ended, "log-reset")
+        const again = yield* bus.subscribe({ after: stored.id })
+        assert.deepStrictEqual(again.outcome.head, { epoch: "new", seq: 7 })
+        assert.strictEqual(again.outcome._tag === "Reset" && again.outcome.reason, "epoch-mismatch")
+        assert.strictEqual((yield* bus.stats).ends["log-reset"], 2)
+      }))
+  })
+
+  describe("a fan-out behind the log (a shared log)", () => {
+    it.scoped("a cursor ahead of this node's fan-out gets only later events, even when the fan-out catches up during the resume", () =>
+      Effect.gen(function*() {
+        // The follower's batches wait in `pending` until the bus asks the log for its head, as a
+        // node's tail reader can deliver while a resume is in flight.
+        const memory = yield* EventLog.makeMemory()
+        const pending: Array<ReadonlyArray<Event.Event>> = []
+        let deliver: (events: ReadonlyArray<Event.Event>) => void = () => {}
+        const flush = () => pending.splice(0).forEach((batch) => deliver(batch))
+        const log: Log = {
+          ...memory,
+          head: Effect.zipRight(Effect.sync(flush), memory.head),
+          follow: (listener) => {
+            deliver = listener
+            return memory.follow((events) => void pending.push(events))
+          }
+        }
+        const bus = yield* EventBus.make().pipe(Effect.provideService(EventLog.EventLog, log))
+        const stored = yield* bus.publishAll(inputs(3))
+        const sub = yield* bus.subscribe({ after: stored[1]!.id })
+        assert.strictEqual(sub.outcome._tag, "Resumed")
+        const [events] = yield* sub.takeAll
+        assert.deepStrictEqual(Chunk.toArray(events), [stored[2]])
+        assert.strictEqual((yield* bus.stats).bufferedEvents, 0)
+      }))
+  })
+
   describe("lifetimes", () => {
     /** Runs `body` (which checks that its subscriber is registered) and asserts that nothing is left once its scope closed. */
     const leavesNothing = <E>(
@@ -1064,7 +1127,7 @@ describe("EventBus", () => {
           replayBytes: 0,
           published: 0,
           delivered: 0,
-          ends: { overflow: 0, stalled: 0, shutdown: 0, lifetime: 0, unavailable: 0, closed: 0 },
+          ends: { overflow: 0, stalled: 0, shutdown: 0, lifetime: 0, unavailable: 0, closed: 0, "log-reset": 0 },
           resumes: { live: 0, resumed: 0, "epoch-mismatch": 0, expired: 0, "too-far-behind": 0, future: 0, invalid: 0 },
           log: { epoch, head: 0, earliest: 1, position: 0 }
         })
@@ -1089,7 +1152,7 @@ describe("EventBus", () => {
         assert.strictEqual(stats.published, 5)
         // the reader's 5, plus the replay of seq 2..4
         assert.strictEqual(stats.delivered, 5 + 3)
-        assert.deepStrictEqual(stats.ends, { overflow: 1, stalled: 1, shutdown: 0, lifetime: 0, unavailable: 0, closed: 2 })
+        assert.deepStrictEqual(stats.ends, { overflow: 1, stalled: 1, shutdown: 0, lifetime: 0, unavailable: 0, closed: 2, "log-reset": 0 })
         assert.deepStrictEqual(stats.resumes, {
           live: 3,
           resumed: 1,

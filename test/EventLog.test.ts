@@ -131,4 +131,55 @@ describe("EventLog memory backend", () => {
         )
       )
     ))
+
+  describe("idempotency", () => {
+    it.effect("a repeated key returns the first event; followers see only what was appended", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog.EventLog
+        const followed: Array<number> = []
+        yield* log.follow((events) => followed.push(...events.map((e) => e.id.seq)))
+        const [first] = yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k1" }])
+        const batch = yield* log.append([
+          { topic: "t", data: "b", idempotencyKey: "k2" },
+          { topic: "t", data: "a", idempotencyKey: "k1" },
+          { topic: "t", data: "b", idempotencyKey: "k2" },
+          { topic: "t", data: "c" }
+        ])
+        assert.deepStrictEqual(batch.map((e) => e.id.seq), [2, 1, 2, 3])
+        assert.strictEqual(batch[1], first)
+        assert.deepStrictEqual(followed, [1, 2, 3])
+        assert.strictEqual((yield* log.head).seq, 3)
+      }).pipe(Effect.scoped, withLog()))
+
+    it.effect("a key is remembered for the window (default 5 minutes), then forgotten", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog.EventLog
+        const [first] = yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k" }])
+        yield* TestClock.adjust("299 seconds")
+        assert.strictEqual((yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k" }]))[0], first)
+        yield* TestClock.adjust("1 second")
+        const [again] = yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k" }])
+        assert.strictEqual(again!.id.seq, 2)
+      }).pipe(withLog()))
+
+    it.effect("idempotencyWindow sets the window", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog.EventLog
+        yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k" }])
+        yield* TestClock.adjust("10 seconds")
+        const [again] = yield* log.append([{ topic: "t", data: "a", idempotencyKey: "k" }])
+        assert.strictEqual(again!.id.seq, 2)
+      }).pipe(withLog({ idempotencyWindow: "10 seconds" })))
+
+    it.effect("bad keys fail with InvalidInput and nothing of the batch is appended", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog.EventLog
+        for (const key of ["", "x".repeat(201), "é".repeat(101), "a\nb", "\u0000", "\u009b"]) {
+          const error = yield* Effect.flip(log.append([{ topic: "t", data: "ok" }, { topic: "t", data: "x", idempotencyKey: key }]))
+          assert.strictEqual(error.reason, "InvalidInput", JSON.stringify(key))
+          assert.include(error.message, "(event 1)")
+        }
+        assert.strictEqual((yield* log.head).seq, 0)
+      }).pipe(withLog()))
+  })
 })

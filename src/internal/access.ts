@@ -15,7 +15,8 @@ export const compileAccess = (access: SseRoute.Access): ((topic: string) => bool
     const error = validatePattern(pattern)
     if (error !== undefined) return `the authorization hook granted an invalid topic pattern: ${error}`
   }
-  return compileTopics(access.topics) ?? (() => true)
+  // No pattern grants nothing (only `*` grants every topic).
+  return access.topics.length === 0 ? () => false : compileTopics(access.topics) ?? (() => true)
 }
 
 /** Whether two topic patterns (`a/b`, `a/*`, `*`) can match a common topic. */

@@ -8,12 +8,14 @@ import * as Data from "effect/Data"
 
 /**
  * A failure of the log backend. `Expired`: the requested range is older than retention.
- * `Unavailable`: the backend cannot be reached or answered garbage.
+ * `Unavailable`: the backend cannot be reached or answered garbage. `InvalidOption`: the backend
+ * was configured wrongly (it names the option). `InvalidInput`: an append's input is invalid (e.g.
+ * a bad idempotency key); nothing of the batch was appended.
  *
  * @internal
  */
 export class EventLogError extends Data.TaggedError("EventLogError")<{
-  readonly reason: "Expired" | "Unavailable"
+  readonly reason: "Expired" | "Unavailable" | "InvalidOption" | "InvalidInput"
   readonly message: string
   readonly cause?: unknown
 }> {}
@@ -24,7 +26,7 @@ export class EventLogError extends Data.TaggedError("EventLogError")<{
  * @internal
  */
 export class PublishError extends Data.TaggedError("PublishError")<{
-  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "TooLarge" | "Unavailable"
+  readonly reason: "InvalidTopic" | "InvalidType" | "InvalidData" | "InvalidIdempotencyKey" | "TooLarge" | "Unavailable"
   readonly message: string
   /** The index of the offending input in the batch. */
   readonly index?: number | undefined

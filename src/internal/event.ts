@@ -106,6 +106,19 @@ export const validateData = (data: unknown): string | undefined => {
   return undefined
 }
 
+// C0 controls, DEL and C1 controls
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/
+
+/** @internal */
+export const validateIdempotencyKey = (key: unknown): string | undefined => {
+  if (typeof key !== "string") return "idempotency key must be a string"
+  if (key.length === 0) return "idempotency key is empty"
+  if (key.length > 200 || Buffer.byteLength(key, "utf8") > 200) return "idempotency key is longer than 200 bytes"
+  if (CONTROL_RE.test(key)) return "idempotency key contains a control character"
+  if (!key.isWellFormed()) return "idempotency key contains a lone surrogate"
+  return undefined
+}
+
 /**
  * Compiles topic patterns into one predicate. Exact topics go to a Set, prefix patterns to a list;
  * matching is linear in the number of patterns, never in regex backtracking.

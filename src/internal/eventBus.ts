@@ -17,12 +17,29 @@ import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import type * as EventLog from "../EventLog.js"
 import { PublishError, SubscribeError } from "./errors.js"
-import { compileTopics, formatId, parseId, validateData, validatePattern, validateTopic, validateType } from "./event.js"
+import {
+  compileTopics,
+  formatId,
+  parseId,
+  validateData,
+  validateIdempotencyKey,
+  validatePattern,
+  validateTopic,
+  validateType
+} from "./event.js"
 import * as metrics from "./metrics.js"
 import { fits, Replay } from "./replay.js"
 import { frameOf, frameSizeOf } from "./sse.js"
 
-const END_REASONS: ReadonlyArray<EventBus.EndReason> = ["overflow", "stalled", "shutdown", "lifetime", "unavailable", "closed"]
+const END_REASONS: ReadonlyArray<EventBus.EndReason> = [
+  "overflow",
+  "stalled",
+  "shutdown",
+  "lifetime",
+  "unavailable",
+  "closed",
+  "log-reset"
+]
 const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
   "live",
   "resumed",
@@ -101,6 +118,25 @@ export class Subscriber {
     this.match = test === undefined ? filter : filter === undefined ? test : (event) => test(event) && filter(event)
   }
 
+  /**
+   * Raises the floor and drops buffered events at or below it: a resume found the client ahead of
+   * this node's fan-out (a shared log), and live events may have arrived while it asked the log.
+   */
+  raiseFloor(floor: number): void {
+    if (floor <= this.floor) return
+    this.floor = floor
+    const buffer = this.buffer
+    if (buffer.length === 0 || buffer[0]!.id.seq > floor) return
+    const kept = buffer.filter((event) => event.id.seq > floor)
+    let bytes = 0
+    for (const event of kept) bytes += this.encodes ? encodedSize(event) : frameSizeOf(event)
+    this.hub.bufferedEvents -= buffer.length - kept.length
+    this.hub.bufferedBytes -= this.bytes - bytes
+    this.buffer = kept
+    this.shared = false
+    this.bytes = bytes
+  }
+
   /** Completes with the end reason once ended. */
   get ended(): Deferred.Deferred<EventBus.EndReason> {
     let deferred = this.endedDeferred
@@ -171,11 +207,16 @@ export class Subscriber {
    * buffered would follow a gap, so it is dropped and the subscription ends as `unavailable`; the
    * consumer resumes from the last event it got.
    */
-  replayFailed(): void {
+  replayFailed(reason: EventBus.EndReason = "unavailable"): void {
+    this.abandonReplay()
+    this.end(reason)
+  }
+
+  /** Drops the rest of the replay and what is buffered behind it (it would follow a gap). */
+  abandonReplay(): void {
     this.replay?.close()
     this.replay = undefined
     this.discard()
-    this.end("unavailable")
   }
 
   /** Releases everything the subscription holds; runs from the scope finalizer. */
@@ -233,7 +274,8 @@ export class Hub {
     shutdown: 0,
     lifetime: 0,
     unavailable: 0,
-    closed: 0
+    closed: 0,
+    "log-reset": 0
   }
   readonly resumes: Record<EventBus.ResumeStat, number> = {
     live: 0,
@@ -427,6 +469,22 @@ export class Hub {
     this.syncGauges()
   }
 
+  /**
+   * The log's follower lost continuity (a new epoch, or events trimmed before it read them): every
+   * subscriber ends with `log-reset`, so its client resumes and learns the outcome from the log;
+   * fan-out continues after `head`.
+   */
+  readonly onReset = (head: Event.EventId): void => {
+    // A replay still to read would read the new log with an old cursor: abandon it (and what is
+    // buffered behind it) as well.
+    for (const sub of Array.from(this.all)) {
+      if (sub.replay !== undefined) sub.replayFailed("log-reset")
+      else sub.end("log-reset")
+    }
+    this.epoch = head.epoch
+    this.position = head.seq
+  }
+
   shutdown(): void {
     this.shuttingDown = true
     for (const sub of Array.from(this.all)) sub.end("shutdown")
@@ -472,7 +530,7 @@ export interface Consumer {
 /** What a raw consumer may do with its subscriber. @internal */
 export type SubscriberHandle = Pick<
   Subscriber,
-  "take" | "end" | "close" | "endReason" | "buffered" | "replaying" | "delivered" | "replayFailed"
+  "take" | "end" | "close" | "endReason" | "buffered" | "replaying" | "delivered" | "replayFailed" | "abandonReplay"
 >
 
 /** A subscription made for one raw consumer (the SSE writer). @internal */
@@ -487,6 +545,9 @@ type RawSubscribe = (
 ) => Effect.Effect<RawSubscription, SubscribeError, Scope.Scope>
 
 const rawSubscribers = new WeakMap<object, RawSubscribe>()
+
+/** Whether the bus was made by this module (it has a raw side for the SSE route). @internal */
+export const hasRawSide = (bus: EventBus.EventBus["Type"]): boolean => rawSubscribers.has(bus)
 
 /** The raw side of a bus, kept by a wrapper of it (telemetry). @internal */
 export const keepRaw = (from: EventBus.EventBus["Type"], to: EventBus.EventBus["Type"]): EventBus.EventBus["Type"] => {
@@ -687,7 +748,7 @@ export const make = (
     const config = yield* resolveOptions(options)
     const hub = new Hub(config.maxReplayBytes)
     hub.epoch = yield* Effect.orDie(log.epoch)
-    const start = yield* Effect.orDie(log.follow(hub.onEvents))
+    const start = yield* Effect.orDie(log.follow(hub.onEvents, hub.onReset))
     hub.position = start.seq
     hub.epoch = start.epoch
 
@@ -752,10 +813,11 @@ export const make = (
 
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
         const resolved = yield* resolveResume(log, hub, subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
+          Effect.tapError((e) => Effect.sync(() => e.reason === "Unavailable" && sub.end("unavailable"))),
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
-        if (resolved.floor > sub.floor) sub.floor = resolved.floor
+        sub.raiseFloor(resolved.floor)
         const replay = new Replay(hub, log, sub.match, resolved.replayCursor, position, maxBytes)
         replay.hold(resolved.replay, resolved.replayBytes, resolved.replayCursor)
         sub.replay = replay
@@ -798,6 +860,10 @@ const validate = (
     }
     const dataError = validateData(input.data)
     if (dataError !== undefined) return publishError("InvalidData", dataError + at, i)
+    if (input.idempotencyKey !== undefined) {
+      const keyError = validateIdempotencyKey(input.idempotencyKey)
+      if (keyError !== undefined) return publishError("InvalidIdempotencyKey", keyError + at, i)
+    }
     if (input.data.length > maxEventBytes / 3 && Buffer.byteLength(input.data) > maxEventBytes) {
       return publishError("TooLarge", `data is larger than ${maxEventBytes} bytes${at}`, i)
     }
@@ -878,7 +944,7 @@ const resolveResume = (
     if (count > maxReplay) {
       return reset("too-far-behind", `more than ${maxReplay} events were published after the cursor`)
     }
-    if (first.length > 0 && !fits(hub, firstBytes)) {
+    if (first.length > 0 && log.sharesEvents !== true && !fits(hub, firstBytes)) {
       return yield* Effect.fail(
         new SubscribeError({
           reason: "Unavailable",

@@ -1,12 +1,13 @@
 /** @internal */
 import { randomBytes } from "node:crypto"
 import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
 import type * as EventLog from "../EventLog.js"
 import { EventLogError } from "./errors.js"
-import { EventRecord } from "./event.js"
+import { EventRecord, validateIdempotencyKey } from "./event.js"
 import { frameSizeOf } from "./sse.js"
 
 /** @internal */
@@ -42,11 +43,17 @@ export class MemoryLog {
   private bytes = 0
   private headSeq = 0
   private readonly followers = new Set<(events: ReadonlyArray<Event.Event>) => void>()
+  /** Idempotency keys in append order, so in expiry order: the oldest are pruned first. */
+  private readonly keys = new Map<string, { readonly event: Event.Event; readonly expires: number }>()
+  private readonly windowMillis: number
 
-  constructor(options: { readonly maxEvents: number; readonly maxBytes: number; readonly epoch: string }) {
+  constructor(
+    options: { readonly maxEvents: number; readonly maxBytes: number; readonly epoch: string; readonly windowMillis?: number }
+  ) {
     this.capacity = options.maxEvents
     this.maxBytes = options.maxBytes
     this.epoch = options.epoch
+    this.windowMillis = options.windowMillis ?? 5 * 60_000
     this.ring = new Array(this.capacity)
     this.sizes = new Array(this.capacity).fill(0)
   }
@@ -63,16 +70,40 @@ export class MemoryLog {
     return this.bytes
   }
 
+  /**
+   * Appends a batch. An input whose idempotency key was appended within the window is not appended
+   * again: its slot in the result holds the first event. Followers see only what was appended.
+   */
   append(inputs: ReadonlyArray<Event.EventInput>, time: number): ReadonlyArray<Event.Event> {
+    if (this.keys.size > 0) this.pruneKeys(time)
     const out: Array<Event.Event> = new Array(inputs.length)
+    let appended: Array<Event.Event> | undefined = undefined
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!
+      const key = input.idempotencyKey
+      const prior = key === undefined ? undefined : this.keys.get(key)
+      if (prior !== undefined) {
+        out[i] = prior.event
+        // every slot before the first repeat was appended
+        appended ??= out.slice(0, i)
+        continue
+      }
       const event = new EventRecord({ epoch: this.epoch, seq: ++this.headSeq }, input.topic, input.type ?? "message", input.data, time)
       this.push(event, eventSize(event))
+      if (key !== undefined) this.keys.set(key, { event, expires: time + this.windowMillis })
       out[i] = event
+      if (appended !== undefined) appended.push(event)
     }
-    for (const follower of this.followers) follower(out)
+    const fresh = appended ?? out
+    if (fresh.length > 0) for (const follower of this.followers) follower(fresh)
     return out
+  }
+
+  private pruneKeys(now: number): void {
+    for (const [key, entry] of this.keys) {
+      if (entry.expires > now) break
+      this.keys.delete(key)
+    }
   }
 
   private push(event: Event.Event, size: number): void {
@@ -136,35 +167,58 @@ const memoryLog = (options: EventLog.MemoryOptions | undefined): MemoryLog =>
   new MemoryLog({
     maxEvents: positive("maxEvents", options?.maxEvents, 10_000),
     maxBytes: positive("maxBytes", options?.maxBytes, 64 * 1024 * 1024),
-    epoch: options?.epoch ?? newEpoch()
+    epoch: options?.epoch ?? newEpoch(),
+    windowMillis: Duration.toMillis(Duration.decode(options?.idempotencyWindow ?? "5 minutes"))
   })
 
 const serviceOf = (log: MemoryLog): EventLog.EventLog["Type"] => {
-    const id = (seq: number): Event.EventId => ({ epoch: log.epoch, seq })
-    const service: EventLog.EventLog["Type"] = {
-      epoch: Effect.succeed(log.epoch),
-      head: Effect.sync(() => id(log.head)),
-      earliest: Effect.sync(() => log.earliest),
-      append: (inputs) => Effect.clockWith((clock) => Effect.sync(() => log.append(inputs, clock.unsafeCurrentTimeMillis()))),
-      read: (after, readOptions) =>
-        Effect.suspend(() => {
-          const page = log.read(after, readOptions)
-          return page === "expired"
-            ? Effect.fail(
-              new EventLogError({
-                reason: "Expired",
-                message: `events after seq ${after} are no longer retained (earliest is ${log.earliest})`
-              })
-            )
-            : Effect.succeed(page)
-        }),
-      follow: (listener) =>
-        Effect.acquireRelease(
-          Effect.sync(() => ({ stop: log.follow(listener), head: id(log.head) })),
-          ({ stop }) => Effect.sync(stop)
-        ).pipe(Effect.map(({ head }) => head)) as Effect.Effect<Event.EventId, never, Scope.Scope>
+  const id = (seq: number): Event.EventId => ({ epoch: log.epoch, seq })
+  const service: EventLog.EventLog["Type"] = {
+    sharesEvents: true,
+    epoch: Effect.succeed(log.epoch),
+    head: Effect.sync(() => id(log.head)),
+    earliest: Effect.sync(() => log.earliest),
+    append: (inputs) => {
+      const invalid = invalidKey(inputs)
+      return invalid !== undefined
+        ? Effect.fail(invalid)
+        : Effect.clockWith((clock) => Effect.sync(() => log.append(inputs, clock.unsafeCurrentTimeMillis())))
+    },
+    read: (after, readOptions) =>
+      Effect.suspend(() => {
+        const page = log.read(after, readOptions)
+        return page === "expired"
+          ? Effect.fail(
+            new EventLogError({
+              reason: "Expired",
+              message: `events after seq ${after} are no longer retained (earliest is ${log.earliest})`
+            })
+          )
+          : Effect.succeed(page)
+      }),
+    follow: (listener) =>
+      Effect.acquireRelease(
+        Effect.sync(() => ({ stop: log.follow(listener), head: id(log.head) })),
+        ({ stop }) => Effect.sync(stop)
+      ).pipe(Effect.map(({ head }) => head)) as Effect.Effect<Event.EventId, never, Scope.Scope>
+  }
+  return service
+}
+
+/**
+ * The typed error for the first input whose idempotency key is invalid, or `undefined`.
+ * @internal
+ */
+export const invalidKey = (inputs: ReadonlyArray<Event.EventInput>): EventLogError | undefined => {
+  for (let i = 0; i < inputs.length; i++) {
+    const key = inputs[i]!.idempotencyKey
+    if (key === undefined) continue
+    const problem = validateIdempotencyKey(key)
+    if (problem !== undefined) {
+      return new EventLogError({ reason: "InvalidInput", message: inputs.length > 1 ? `${problem} (event ${i})` : problem })
     }
-    return service
+  }
+  return undefined
 }
 
 const positive = (name: string, value: number | undefined, fallback: number): number => {

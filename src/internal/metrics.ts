@@ -41,6 +41,7 @@ const END_REASONS: Record<EventBus.EndReason, null> = {
   shutdown: null,
   lifetime: null,
   unavailable: null,
+  "log-reset": null,
   closed: null
 }
 /** Every value of the `outcome` label of `resumes`. */

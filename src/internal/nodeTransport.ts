@@ -44,6 +44,9 @@ export class NodeSession extends Session {
     super(writer, sub, backlog, expiresAt)
     this.socket = res.socket
     res.on("drain", this.onDrain)
+    // A socket handed over by an upgrade request has no HTTP server watching it: the response's
+    // 'drain' never comes, so listen to the socket's own.
+    this.socket?.on("drain", this.onDrain)
     // The socket's 'close' always fires, whatever the peer did: release here, not only when the
     // platform interrupts the request (it never does for a socket an upgrade request handed over).
     this.socket?.once("close", this.onClose)
@@ -57,7 +60,8 @@ export class NodeSession extends Session {
   }
 
   protected get blocked(): boolean {
-    return this.res.writableNeedDrain
+    // The response's flag is sticky on an upgraded socket (nobody resets it): the socket decides.
+    return this.res.writableNeedDrain && (this.socket === null || this.socket.writableNeedDrain)
   }
 
   protected get closed(): boolean {
@@ -84,6 +88,7 @@ export class NodeSession extends Session {
 
   protected detach(): void {
     this.res.removeListener("drain", this.onDrain)
+    this.socket?.removeListener("drain", this.onDrain)
     this.socket?.removeListener("close", this.onClose)
     const onDetach = this.onDetach
     this.onDetach = undefined

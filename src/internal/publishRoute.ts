@@ -15,7 +15,7 @@ import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
 import { formatId } from "./event.js"
-import { rawRequest } from "./nodeEdge.js"
+import { isQueued, rawRequest, rawResponse } from "./nodeEdge.js"
 import { RateLimiter } from "./rateLimit.js"
 import { errorJson, type Granted } from "./request.js"
 
@@ -70,6 +70,14 @@ export const makePublish = (ctx: PublishContext) => {
       })
     }
     const request = yield* HttpServerRequest.HttpServerRequest
+    const res = rawResponse(request)
+    if (res !== undefined && isQueued(res)) {
+      // Its answer waits behind the request before it (an open stream, maybe forever): appending
+      // now would leave the publisher unable to know, and its retry would publish twice.
+      return errorJson(400, "pipelined", "a publish cannot wait behind another request on one connection: nothing was appended", {
+        connection: "close"
+      })
+    }
     const contentType = request.headers["content-type"] ?? ""
     if (!/^application\/json\s*(;|$)/i.test(contentType)) {
       return errorJson(415, "unsupported_media_type", "content type must be application/json")
@@ -93,7 +101,8 @@ export const makePublish = (ctx: PublishContext) => {
     if (access.allows !== undefined && !access.allows(input.topic)) {
       return errorJson(403, "forbidden", `not allowed to publish on topic ${input.topic}`)
     }
-    return yield* append(bus, input)
+    const key = request.headers["idempotency-key"]
+    return yield* append(bus, key === undefined ? input : { ...input, idempotencyKey: key })
   })
 }
 
@@ -105,6 +114,7 @@ const append = (bus: EventBus.EventBus["Type"], input: Event.EventInput) =>
     const error = published.left
     if (error.reason === "Unavailable") return errorJson(503, "unavailable", "the event log is unavailable")
     if (error.reason === "TooLarge") return errorJson(413, "payload_too_large", error.message)
+    if (error.reason === "InvalidIdempotencyKey") return errorJson(400, "invalid_idempotency_key", error.message)
     return errorJson(400, "invalid_event", error.message)
   })
 

@@ -45,8 +45,10 @@ export class Replay {
   private held: ReplayPage | undefined = undefined
   private released = false
 
+  private readonly budget: ReplayBudget
+
   constructor(
-    private readonly budget: ReplayBudget,
+    budget: ReplayBudget,
     private readonly log: EventLog.EventLog["Type"],
     private readonly match: ((event: Event.Event) => boolean) | undefined,
     /** The scan has covered every seq up to here. */
@@ -54,7 +56,9 @@ export class Replay {
     /** The replay ends at this seq (the live position when the subscriber registered). */
     readonly upTo: number,
     readonly maxPageBytes: number
-  ) {}
+  ) {
+    this.budget = log.sharesEvents === true ? FREE : budget
+  }
 
   /** Nothing held and nothing left to read. */
   get done(): boolean {
@@ -106,6 +110,9 @@ export class Replay {
     this.held = undefined
   }
 }
+
+/** The account of pages of a log that shares its events: they cost nothing of their own. */
+const FREE: ReplayBudget = { replayBytes: 0, maxReplayBytes: Infinity }
 
 /** Whether `bytes` more fit the bus-wide budget (one page always fits an idle budget). @internal */
 export const fits = (budget: ReplayBudget, bytes: number): boolean =>

@@ -50,6 +50,15 @@ export const authorize = (
   )
 }
 
+/** The request target as a URL, or `undefined` when it does not parse. @internal */
+export const parseUrl = (target: string): URL | undefined => {
+  try {
+    return new URL(target, "http://localhost")
+  } catch {
+    return undefined
+  }
+}
+
 /** The topics of a stream request, or its `400`. */
 const parseTopics = (
   config: SseRoute.ResolvedOptions,
@@ -75,14 +84,24 @@ export const readStreamRequest = (
   config: SseRoute.ResolvedOptions,
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<StreamRequest | HttpServerResponse.HttpServerResponse> => {
-  const url = new URL(request.url, "http://localhost")
+  const url = parseUrl(request.url)
+  if (url === undefined) return Effect.succeed(errorJson(400, "bad_request", "the request target is not a valid URL"))
   const topics = parseTopics(config, url)
   if (!Array.isArray(topics)) return Effect.succeed(topics as HttpServerResponse.HttpServerResponse)
   return Effect.map(authorize(config, request, topics, "subscribe"), (granted) => {
     if (!("allows" in granted)) return granted
     const header = request.headers["last-event-id"]
     const after = header !== undefined ? header : url.searchParams.get("lastEventId") ?? undefined
-    return { topics, after, allows: granted.allows }
+    const allows = granted.allows
+    // A predicate that throws denies (a resume's scan and the fan-out run it on every event).
+    const safe = allows === undefined ? undefined : (topic: string) => {
+      try {
+        return allows(topic) === true
+      } catch {
+        return false
+      }
+    }
+    return { topics, after, allows: safe }
   })
 }
 

@@ -11,13 +11,15 @@ import * as Effect from "effect/Effect"
 import type * as Http from "node:http"
 import { serverOf } from "./nodeEdge.js"
 
+/** Marks the late-answer listeners sluice adds, to tell them from the app's. */
+const FALLBACK: unique symbol = Symbol.for("sluice/SseRoute/lateAnswer")
+
 /** Answers one request that arrived after the platform stopped listening. @internal */
 export type LateAnswer = (req: Http.IncomingMessage, res: Http.ServerResponse) => void
 
 /** @internal */
 export class ServerGuard {
   private readonly servers = new Set<Http.Server>()
-  private readonly fallbacks = new Map<Http.Server, LateAnswer>()
   private open = 0
   private closedWaiters: Array<() => void> = []
 
@@ -30,15 +32,15 @@ export class ServerGuard {
   /** Stops accepting connections and answers late requests with `answer` when nothing else listens. */
   stopAccepting(answer: LateAnswer): void {
     for (const server of this.servers) {
-      const fallback: LateAnswer = (req, res) => {
-        if (server.listenerCount("request") > 1) return // the app still listens and answers it
+      const fallback = Object.assign((req: Http.IncomingMessage, res: Http.ServerResponse) => {
+        // The app still listens and answers it, or another route's fallback did.
+        if (res.headersSent || server.listeners("request").some((l) => !(FALLBACK in l))) return
         try {
           answer(req, res)
         } catch {
           res.destroy()
         }
-      }
-      this.fallbacks.set(server, fallback)
+      }, { [FALLBACK]: true })
       server.on("request", fallback)
       if (!server.listening) continue
       this.open++

@@ -82,7 +82,7 @@ export abstract class Session {
   protected abstract detach(): void
 
   /** The single transition function: every change of state, and what it does, is here. */
-  protected to(next: State): void {
+  protected to(next: Exclude<State, "opening">): void {
     const from = this.state
     if (from === next || from === "destroyed" || (from === "done" && next !== "destroyed")) return
     this.state = next
@@ -103,7 +103,6 @@ export abstract class Session {
         this.abort()
         return this.release()
       case "live":
-      case "opening":
         return
     }
   }
@@ -200,13 +199,25 @@ export abstract class Session {
    */
   private writeReplay(): boolean {
     for (;;) {
+      if (this.sub.endReason !== undefined && (this.page !== undefined || this.sub.replaying !== undefined)) {
+        // Ended mid-replay: stop at this frame boundary. What is buffered live would follow a gap,
+        // so it goes too; the client resumes from the last event it got.
+        this.releasePage()
+        this.sub.abandonReplay()
+        return true
+      }
       const page = this.page
       if (page !== undefined) {
         const events = page.events
         let writable = true
-        while (writable && this.pageIndex < events.length) writable = this.write(frameOf(events[this.pageIndex++]!))
+        while (writable && this.pageIndex < events.length && this.sub.endReason === undefined) {
+          writable = this.write(frameOf(events[this.pageIndex++]!))
+        }
         this.lastWrite = this.lastProgress = this.writer.now()
-        if (this.pageIndex < events.length) return false
+        if (this.pageIndex < events.length) {
+          if (this.sub.endReason !== undefined) continue // ended mid-page: stop here (above)
+          return false
+        }
         this.sub.delivered(events.length)
         this.releasePage()
         if (!writable) return false

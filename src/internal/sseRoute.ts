@@ -14,7 +14,7 @@ import * as Lifecycle from "./lifecycle.js"
 import { rawRequest } from "./nodeEdge.js"
 import { renderAll } from "./prometheus.js"
 import { makePublish } from "./publishRoute.js"
-import { authorize, respond } from "./request.js"
+import { authorize, parseUrl, respond } from "./request.js"
 import { answerLate, makeEvents } from "./streamRoute.js"
 
 /** @internal */
@@ -80,7 +80,7 @@ export const dispatch = (
 > =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const { metricsPath, path, statsPath } = route.options
-    const pathname = new URL(request.url, "http://localhost").pathname
+    const pathname = parseUrl(request.url)?.pathname
     const get = request.method === "GET" || request.method === "HEAD"
     if (pathname === path && get) return route.events
     if (pathname === path && request.method === "POST") return route.publish

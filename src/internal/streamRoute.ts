@@ -19,7 +19,7 @@ import type { Lifecycle } from "./lifecycle.js"
 import { endRaw, guardSocket, isQueued, rawResponse } from "./nodeEdge.js"
 import { CLOSE_DELIMITED_HEADERS, NodeSession, nodeStreamResponse, SSE_HEADERS } from "./nodeTransport.js"
 import { PortableSession, portableBody } from "./portableTransport.js"
-import { errorJson, readStreamRequest, type StreamRequest } from "./request.js"
+import { errorJson, parseUrl, readStreamRequest, type StreamRequest } from "./request.js"
 import type { Session } from "./session.js"
 import { endFrame, opening, resetFrame } from "./sse.js"
 
@@ -33,7 +33,7 @@ export const closingBytes = (retry: number, reason: string): Uint8Array =>
  * @internal
  */
 export const answerLate = (config: SseRoute.ResolvedOptions) => (req: Http.IncomingMessage, res: Http.ServerResponse) => {
-  const path = new URL(req.url ?? "/", "http://localhost").pathname
+  const path = parseUrl(req.url ?? "/")?.pathname
   if (req.method === "GET" && path === config.path) {
     const retry = config.retryMin + Math.floor(Math.random() * (config.retryMax - config.retryMin + 1))
     const headers = { ...CLOSE_DELIMITED_HEADERS, "content-type": "text/event-stream" }

@@ -103,7 +103,8 @@ const END_LEVELS: Record<EventBus.EndReason, LogLevel.LogLevel> = {
   shutdown: LogLevel.Debug,
   lifetime: LogLevel.Debug,
   unavailable: LogLevel.Warning,
-  closed: LogLevel.Debug
+  closed: LogLevel.Debug,
+  "log-reset": LogLevel.Warning
 }
 
 /** Logs the end reason when the subscription's scope closes. */

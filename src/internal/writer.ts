@@ -11,6 +11,19 @@ import type { ReplayPage } from "./replay.js"
 import type { Session, WriterPort } from "./session.js"
 import { frameOf } from "./sse.js"
 
+/** A session whose step throws is destroyed; the writer goes on with the others. */
+const guarded = (session: Session, step: () => void): void => {
+  try {
+    step()
+  } catch {
+    try {
+      session.destroy()
+    } catch {
+      session.release()
+    }
+  }
+}
+
 /** @internal */
 export class Writer implements WriterPort {
   readonly sessions = new Set<Session>()
@@ -65,14 +78,14 @@ export class Writer implements WriterPort {
     for (let i = 0; i < dirty.length; i++) {
       const session = dirty[i]!
       session.dirty = false
-      session.flush()
+      guarded(session, () => session.flush())
     }
     this.clearCache()
   }
 
   /** Periodic upkeep; O(sessions). */
   tick(now: number): void {
-    for (const session of this.sessions) session.tick(now)
+    for (const session of this.sessions) guarded(session, () => session.tick(now))
   }
 
   /**

@@ -70,4 +70,16 @@ describe("SseRoute authorization", () => {
       assertRefused(yield* Effect.promise(() => request(`${url}/events`)), 500, "internal")
       assert.strictEqual((yield* bus.stats).subscribers, 0)
     }))
+
+  it.scopedLive("an access of no topics grants nothing: no stream, no publish", () =>
+    Effect.gen(function*() {
+      const nothing: SseRoute.Authorize = () => Effect.succeed({ topics: [] })
+      const { bus, url } = yield* startServer({ route: { authorize: nothing, publish: true } })
+      assertRefused(yield* Effect.promise(() => request(`${url}/events`)), 403, "forbidden")
+      assertRefused(yield* Effect.promise(() => request(`${url}/events?topic=admin/secret`)), 403, "forbidden")
+      assertRefused(yield* post(url, JSON.stringify({ topic: "admin/secret", data: "x" }), json), 403, "forbidden")
+      const stats = yield* bus.stats
+      assert.strictEqual(stats.published, 0)
+      assert.strictEqual(stats.subscribers, 0)
+    }))
 })

@@ -148,4 +148,40 @@ describe("SseRoute against hostile clients", () => {
       assert.strictEqual((yield* resolve(undefined)).maxLifetime, 600_000)
       assert.strictEqual((yield* resolve({ maxLifetime: Duration.infinity })).maxLifetime, undefined)
     }))
+
+  it.scopedLive("an upgraded socket's stream recovers from backpressure once its reader reads again", () =>
+    Effect.gen(function*() {
+      const { bus, port } = yield* startServer({ route: { heartbeat: "1 hour" }, bus: { maxBytes: 64 * 1024 * 1024 } })
+      const socket = yield* Effect.promise(() => connect(port))
+      const got = reader(socket)
+      socket.write(rawGet("/events?topic=u", UPGRADE))
+      yield* waitForEffect("the upgraded stream", bus.stats, (s) => s.subscribers === 1)
+      socket.pause()
+      const data = "x".repeat(60_000)
+      for (let i = 0; i < 150; i++) yield* bus.publish({ topic: "u", data })
+      yield* sleepReal(200)
+      socket.resume()
+      for (let i = 0; i < 5; i++) yield* bus.publish({ topic: "u", data: `marker ${i}` })
+      yield* waitForEffect("every marker", Effect.sync(() => got.text), (t) => t.includes("marker 4"), 10_000)
+      assert.strictEqual((yield* bus.stats).ends.stalled, 0)
+      socket.destroy()
+      yield* settled(bus)
+    }), 30_000)
+
+  it.scopedLive("a publish pipelined behind an open stream is refused and appends nothing", () =>
+    Effect.gen(function*() {
+      const { bus, port } = yield* startServer({ route: { publish: true, heartbeat: "100 millis" } })
+      const socket = yield* Effect.promise(() => connect(port))
+      reader(socket)
+      const body = JSON.stringify({ topic: "p", data: "x" })
+      socket.write(
+        rawGet("/events?topic=p") +
+          `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+      )
+      yield* waitForEffect("the stream", bus.stats, (s) => s.subscribers === 1)
+      yield* sleepReal(200)
+      assert.strictEqual((yield* bus.stats).published, 0, "nothing appended for an answer that cannot arrive")
+      socket.destroy()
+      yield* settled(bus)
+    }), 30_000)
 })

@@ -118,4 +118,20 @@ describe("SseRoute publish", () => {
       assert.strictEqual(stats.published, 1)
       assert.includeMembers(calls, ["subscribe:news", "subscribe:secret/1", "publish:news", "publish:secret/1"])
     }))
+
+  it.scopedLive("an Idempotency-Key makes a retried publish return the first id and append nothing", () =>
+    Effect.gen(function*() {
+      const { bus, url } = yield* startServer({ route: { publish: true } })
+      const event = JSON.stringify({ topic: "orders/1", data: "once" })
+      const first = yield* post(url, event, { ...json, "idempotency-key": "order-1-created" })
+      const retried = yield* post(url, event, { ...json, "idempotency-key": "order-1-created" })
+      assert.strictEqual(first.status, 201)
+      assert.strictEqual(retried.status, 201)
+      assert.deepStrictEqual(JSON.parse(retried.body), JSON.parse(first.body))
+      assert.strictEqual((yield* bus.stats).published, 1)
+      const other = yield* post(url, event, { ...json, "idempotency-key": "order-1-updated" })
+      assert.notDeepEqual(JSON.parse(other.body), JSON.parse(first.body))
+      assertRefused(yield* post(url, event, { ...json, "idempotency-key": "k".repeat(201) }), 400, "invalid_idempotency_key")
+      assert.strictEqual((yield* bus.stats).published, 2)
+    }))
 })

@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
+import * as Event from "../../src/Event.js"
 import * as EventBus from "../../src/EventBus.js"
 import * as EventLog from "../../src/EventLog.js"
 import * as SseRoute from "../../src/SseRoute.js"
@@ -90,4 +91,15 @@ export const slowReads = (maxMillis: number, options?: {
       }),
       log.read(after, readOptions)
     )
+})
+
+/**
+ * A log whose `read` hands out fresh copies of its events, like a remote backend (Redis): replay
+ * pages then hold memory of their own and count against the bus's replay budget.
+ */
+export const copyingReads = (log: EventLog.EventLog["Type"]): EventLog.EventLog["Type"] => ({
+  ...log,
+  sharesEvents: false,
+  read: (after, readOptions) =>
+    Effect.map(log.read(after, readOptions), (page) => ({ ...page, events: page.events.map((e) => Event.make({ ...e })) }))
 })
