@@ -7,22 +7,28 @@
  *   POST /events   publish JSON `{ topic, type?, data }` → `201 { id }`
  *   GET  /stats    the bus's counters as JSON
  *   GET  /metrics  Prometheus text
+ *   GET  /demo/ticker   `{ on }`: whether the ticker publishes
+ *   POST /demo/ticker   `{ on: boolean }` turns it on or off → `{ on }`
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
- * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and every `SLUICE_SSE_*`
+ * `DEMO_TICK=0` starts with the `demo/tick` event (every 2 s) turned off, and every `SLUICE_SSE_*`
  * variable of `SseRoute.layerConfig` overrides a route option. It prints the address it is bound to
  * and exits cleanly on SIGINT / SIGTERM: the route drains its streams (each gets `event: end` with
  * reason `shutdown`) before the HTTP server closes.
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Http from "node:http"
 import * as os from "node:os"
 import * as EventBus from "../src/EventBus.js"
@@ -38,11 +44,36 @@ const ServerLive = NodeHttpServer.layerConfig(() => Http.createServer(), {
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
 })
 
-/** `GET /`: the page, pointed at the route's configured paths. */
+/** Whether the ticker publishes: on unless `DEMO_TICK=0`, switched at `POST /demo/ticker`. */
+class TickerSwitch extends Context.Tag("demo/TickerSwitch")<TickerSwitch, Ref.Ref<boolean>>() {}
+
+const TickerSwitchLive = Layer.effect(
+  TickerSwitch,
+  Effect.flatMap(Config.boolean("DEMO_TICK").pipe(Config.withDefault(true)), Ref.make)
+)
+
+const TICKER_PATH = "/demo/ticker"
+
+const tickerState = (on: boolean) => HttpServerResponse.unsafeJson({ on }, { headers: { "cache-control": "no-store" } })
+
+/** `POST /demo/ticker` with `{ on: boolean }`; anything else is a JSON `400`. */
+const switchTicker = (ref: Ref.Ref<boolean>) =>
+  HttpServerRequest.schemaBodyJson(Schema.Struct({ on: Schema.Boolean })).pipe(
+    Effect.flatMap(({ on }) => Effect.as(Ref.set(ref, on), tickerState(on))),
+    Effect.catchAll(() =>
+      Effect.succeed(HttpServerResponse.unsafeJson(
+        { error: "invalid_body", message: "expected JSON { \"on\": true | false }" },
+        { status: 400 }
+      ))
+    )
+  )
+
+/** `GET /`: the page, pointed at the route's configured paths; `GET`/`POST /demo/ticker`: the switch. */
 const PageLive = HttpRouter.Default.use((router) =>
   Effect.gen(function*() {
     const { options } = yield* SseRoute.SseRoute
-    const html = renderPage({ events: options.path, stats: options.statsPath })
+    const ticker = yield* TickerSwitch
+    const html = renderPage({ events: options.path, stats: options.statsPath, ticker: TICKER_PATH })
     yield* router.get(
       "/",
       Effect.succeed(HttpServerResponse.text(html, {
@@ -50,6 +81,8 @@ const PageLive = HttpRouter.Default.use((router) =>
         headers: { "cache-control": "no-store" }
       }))
     )
+    yield* router.get(TICKER_PATH, Effect.map(Ref.get(ticker), tickerState))
+    yield* router.post(TICKER_PATH, switchTicker(ticker))
   })
 )
 
@@ -58,16 +91,19 @@ const HttpLive = HttpRouter.Default.serve().pipe(
   Layer.provide(Layer.mergeAll(SseRoute.layerRouter(HttpRouter.Default), PageLive))
 )
 
-/** Publishes `{ n, time }` on `demo/tick` (type `tick`) every 2 s, so a fresh page shows movement. */
+/**
+ * Publishes `{ n, time }` on `demo/tick` (type `tick`) every 2 s while the switch is on, so a fresh
+ * page shows movement.
+ */
 const TickerLive = Layer.scopedDiscard(Effect.gen(function*() {
-  const enabled = yield* Config.boolean("DEMO_TICK").pipe(Config.withDefault(true))
-  if (!enabled) return
+  const enabled = yield* TickerSwitch
   const bus = yield* EventBus.EventBus
   let n = 0
-  const tick = Effect.suspend(() => {
+  const publish = Effect.suspend(() => {
     n += 1
     return bus.publish({ topic: "demo/tick", type: "tick", data: JSON.stringify({ n, time: Date.now() }) })
   }).pipe(Effect.catchAll((error) => Effect.logWarning("demo tick not published", error)))
+  const tick = Effect.whenEffect(publish, Ref.get(enabled))
   yield* Effect.forkScoped(Effect.repeat(tick, Schedule.spaced("2 seconds")))
 }))
 
@@ -81,6 +117,7 @@ const formatUrl = (address: HttpServer.Address): string =>
  * stops, the route drains its streams, the bus shuts down, and only then does the server close.
  */
 const DemoLive = Layer.mergeAll(HttpLive, TickerLive).pipe(
+  Layer.provide(TickerSwitchLive),
   Layer.provide(SseRoute.layerConfig({ publish: true })),
   Layer.provideMerge(EventBus.layerMemory()),
   Layer.provideMerge(ServerLive),
