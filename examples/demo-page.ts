@@ -49,9 +49,20 @@ const STYLE = `
   #result { font-family: ui-monospace, monospace; font-size: 0.85rem; margin-top: 0.5rem; min-height: 1.2em;
     overflow-wrap: anywhere; }
   table { width: 100%; border-collapse: collapse; font-size: 0.85rem; table-layout: fixed; }
-  col.time { width: 6.2rem; }
-  col.id { width: 28%; }
-  col.type { width: 4.5rem; }
+  col.time { width: 7.6rem; }
+  col.id { width: 11rem; }
+  col.type { width: 6rem; }
+  td:first-child { white-space: nowrap; color: #667; }
+  #ticker { white-space: nowrap; font-size: 0.8rem; padding: 0.15rem 0.5rem; }
+  /* Narrow screens: each row is time, id and type on one line, its data under them, full width. */
+  @media (max-width: 36rem) {
+    thead { display: none; }
+    table, tbody { display: block; }
+    tr { display: grid; grid-template-columns: auto auto minmax(0, 1fr); border-bottom: 1px solid #eef0f3; }
+    td { border-bottom: 0; padding: 0.15rem 0.3rem; }
+    td:nth-child(3) { text-align: right; }
+    td:nth-child(4) { grid-column: 1 / -1; }
+  }
   th, td { text-align: left; padding: 0.25rem 0.3rem; border-bottom: 1px solid #eef0f3; vertical-align: top; }
   td { font-family: ui-monospace, monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
   th { color: #667; font-weight: 600; }
