@@ -94,6 +94,43 @@ export interface PublishRate {
 }
 
 /**
+ * Which other origins may use the events route (`GET` streams, `POST` publishing, and their `OPTIONS`
+ * preflight) from a browser. Without it the route is same-origin only: a request whose `Origin` is
+ * another origin gets `403` with no CORS headers, and no stream is opened.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Cors {
+  /**
+   * The allowed origins (`https://app.example.com`, scheme, host and port as the browser sends
+   * them), a predicate, or `"*"` for any origin (not with `credentials`).
+   */
+  readonly origins: ReadonlyArray<string> | ((origin: string) => boolean) | "*"
+  /**
+   * Allow credentials (default false): cookies on an `EventSource` opened with
+   * `withCredentials: true`, or on `fetch` with `credentials: "include"`; they then reach the
+   * `authorize` hook.
+   */
+  readonly credentials?: boolean | undefined
+  /** How long a browser may cache a preflight's answer (default 10 minutes). */
+  readonly maxAge?: Duration.DurationInput | undefined
+}
+
+/**
+ * {@link Cors} with defaults applied.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedCors {
+  /** `undefined`: every origin (`Access-Control-Allow-Origin: *`, never with credentials). */
+  readonly allows: ((origin: string) => boolean) | undefined
+  readonly credentials: boolean
+  readonly maxAgeSeconds: number
+}
+
+/**
  * Options of the route. Durations take any `Duration.DurationInput`.
  *
  * @since 0.1.0
@@ -144,6 +181,8 @@ export interface Options {
   readonly keepAlive?: Duration.DurationInput | undefined
   /** Authorization hook for both routes. */
   readonly authorize?: Authorize | undefined
+  /** Other origins allowed to use the events route (default none: same-origin only). */
+  readonly cors?: Cors | undefined
   /**
    * Send event streams with HTTP/1.1 chunked transfer encoding (default false). By default, on Node,
    * a stream's body is delimited by the connection's close (`Connection: close`, no chunk framing):
@@ -186,6 +225,7 @@ export interface ResolvedOptions {
   } | undefined
   readonly keepAlive: number
   readonly authorize: Authorize | undefined
+  readonly cors: ResolvedCors | undefined
   readonly chunked: boolean
 }
 
@@ -205,6 +245,8 @@ export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
   >
   /** `POST`: publish JSON `{ topic, type?, data }`, answered `201 { id }`. */
   readonly publish: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /** `OPTIONS`: the CORS preflight of the events path (see {@link Cors}). */
+  readonly preflight: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: the bus's stats as JSON. */
   readonly stats: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: every Effect metric in the Prometheus text format. */
@@ -247,7 +289,7 @@ export const layerConfig = (options?: Options): Layer.Layer<SseRoute, ConfigErro
   Layer.scoped(SseRoute, Effect.flatMap(internal.optionsFromEnv(options), make))
 
 /**
- * A classic `HttpRouter` with `GET /events`, `POST /events`, `GET /stats` and `GET /metrics`. Mount
+ * A classic `HttpRouter` with `GET`, `POST` and `OPTIONS /events`, `GET /stats` and `GET /metrics`. Mount
  * it under a prefix with `HttpRouter.mount("/bus", SseRoute.router)`; it needs {@link SseRoute}.
  *
  * @since 0.1.0
@@ -256,6 +298,7 @@ export const layerConfig = (options?: Options): Layer.Layer<SseRoute, ConfigErro
 export const router: HttpRouter.HttpRouter<never, SseRoute> = HttpRouter.empty.pipe(
   HttpRouter.get("/events", Effect.flatMap(SseRoute, (route) => route.events)),
   HttpRouter.post("/events", Effect.flatMap(SseRoute, (route) => route.publish)),
+  HttpRouter.options("/events", Effect.flatMap(SseRoute, (route) => route.preflight)),
   HttpRouter.get("/stats", Effect.flatMap(SseRoute, (route) => route.stats)),
   HttpRouter.get("/metrics", Effect.flatMap(SseRoute, (route) => route.metrics))
 )
@@ -276,6 +319,7 @@ export const layerRouter = <Self, Name extends string, E, R>(
       const { metricsPath, path, statsPath } = route.options
       yield* r.get(path as HttpRouter.PathInput, route.events)
       yield* r.post(path as HttpRouter.PathInput, route.publish)
+      yield* r.options(path as HttpRouter.PathInput, route.preflight)
       yield* r.get(statsPath as HttpRouter.PathInput, route.stats)
       yield* r.get(metricsPath as HttpRouter.PathInput, route.metrics)
     })
@@ -294,6 +338,7 @@ export const layerHttpLayerRouter: Layer.Layer<never, never, HttpLayerRouter.Htt
       const { metricsPath, path, statsPath } = route.options
       yield* r.add("GET", path as HttpLayerRouter.PathInput, route.events)
       yield* r.add("POST", path as HttpLayerRouter.PathInput, route.publish)
+      yield* r.add("OPTIONS", path as HttpLayerRouter.PathInput, route.preflight)
       yield* r.add("GET", statsPath as HttpLayerRouter.PathInput, route.stats)
       yield* r.add("GET", metricsPath as HttpLayerRouter.PathInput, route.metrics)
     })

@@ -7,6 +7,7 @@ import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import type * as SseRoute from "../SseRoute.js"
+import { resolveCors } from "./cors.js"
 
 const RETRY_FLOOR = 500
 
@@ -52,6 +53,7 @@ export const resolve = (options: SseRoute.Options | undefined): SseRoute.Resolve
     publishRate: resolveRate(options?.publishRate),
     keepAlive: Math.max(1_000, millis(options?.keepAlive, 30_000)),
     authorize: options?.authorize,
+    cors: resolveCors(options?.cors),
     chunked: options?.chunked ?? false
   }
 }

@@ -15,6 +15,7 @@ import { Readable } from "node:stream"
 import * as EventBus from "../EventBus.js"
 import * as SseRoute from "../SseRoute.js"
 import { compileAccess, refuseSubscription } from "./access.js"
+import { preflight, withCors } from "./cors.js" // CORS hook (1/4)
 import { formatId, validatePattern } from "./event.js"
 import { subscriberOf, type Subscriber } from "./eventBus.js"
 import { endRaw, guardSocket, isQueued, rawRequest, rawResponse, resetSocket } from "./nodeEdge.js"
@@ -247,7 +248,7 @@ export const make = (
       return yield* nodeResponse(subscribeOptions, opening(), res)
     })
 
-    const events = Effect.flatMap(eventsResponse, (response) =>
+    const events = Effect.flatMap(withCors(config.cors, eventsResponse), (response) => // CORS hook (2/4)
       Effect.map(HttpServerRequest.HttpServerRequest, (request) => respond(request, response)))
 
     /**
@@ -334,7 +335,7 @@ export const make = (
     const publishResponse = makePublish({ bus, config, draining: () => draining, authorize })
     const publish = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
       servers.track(rawRequest(request))
-      return Effect.map(publishResponse, (response) => respond(request, response))
+      return Effect.map(withCors(config.cors, publishResponse), (response) => respond(request, response)) // CORS hook (3/4)
     })
 
     const stats = Effect.map(bus.stats, (s) =>
@@ -358,6 +359,7 @@ export const make = (
       options: config,
       events,
       publish,
+      preflight: raw(preflight(config.cors)), // CORS hook (4/4)
       stats: raw(stats),
       metrics: raw(metrics),
       drain,
