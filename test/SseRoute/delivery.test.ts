@@ -86,9 +86,10 @@ const run = (name: string, makeClient: (url: string) => EventSourceLike) =>
     const publishedIn = Date.now() - started
 
     yield* waitFor("every client to receive every event", () => clients.every((c) => c.distinct.size >= EVENTS), 20_000)
-    // Keep the streams cycling a little longer: a late duplicate would show up now.
+    // Keep the streams cycling a little longer: a late duplicate would show up now. With nothing
+    // published they end by lifetime only; wait (bounded) for more of those than clients.
     yield* sleepReal(1_200)
-    const stats = yield* bus.stats
+    const stats = yield* waitForEffect("lifetime ends", bus.stats, (s) => s.ends.lifetime > CLIENTS, 10_000)
 
     const reports = clients.map((c) => Delivery.check(log, c.received))
     const reconnects = clients.map((c) => c.opens - 1)
