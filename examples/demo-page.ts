@@ -8,11 +8,12 @@
  * 390 px. Event data is only ever written with `textContent`.
  */
 
-/** Paths the page talks to (the route's configured paths, and the demo's ticker switch). */
+/** Paths the page talks to (the route's configured paths, the demo's ticker switch and burst). */
 export interface PagePaths {
   readonly events: string
   readonly stats: string
   readonly ticker: string
+  readonly burst: string
 }
 
 /** JSON that is safe inside an inline `<script>` (no `</script>`, no HTML comment openers). */
@@ -121,10 +122,14 @@ last event id (a reload too); a cursor the server cannot serve answers <code>eve
     <label>Type (optional) <input id="pub-type" placeholder="message"></label>
     <label>Data <textarea id="pub-data">hello from the browser</textarea></label>
     <button type="submit">Publish</button>
+    <button type="button" class="secondary" id="burst">Burst of 50</button>
   </form>
   <div id="result"></div>
   <p class="hint">A type other than <code>message</code> only reaches an <code>EventSource</code> listener
-  registered for it: publishing here registers one on this page (kept only if the server accepts it).</p>
+  registered for it: publishing here registers one on this page (kept only if the server accepts it).
+  A burst publishes 50 events on the topic in one batch: with a connection buffer smaller than that
+  (<code>SLUICE_SSE_MAX_EVENTS=10 npm start</code>) it ends the stream as <code>overflow</code>, and the
+  browser resumes with no gap.</p>
 </section>
 
 <section>
@@ -292,6 +297,20 @@ const SCRIPT = `
     } catch (error) {
       result.textContent = "failed: " + String(error);
       if (added) unlisten(type);
+    }
+  });
+
+  $("burst").addEventListener("click", async () => {
+    const result = $("result");
+    try {
+      const response = await fetch(PATHS.burst, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ topic: $("pub-topic").value.trim(), count: 50 })
+      });
+      result.textContent = response.status + " " + (await response.text());
+    } catch (error) {
+      result.textContent = "failed: " + String(error);
     }
   });
 

@@ -9,6 +9,8 @@
  *   GET  /metrics  Prometheus text
  *   GET  /demo/ticker   `{ on }`: whether the ticker publishes
  *   POST /demo/ticker   `{ on: boolean }` turns it on or off → `{ on }`
+ *   POST /demo/burst    `{ topic, count }` publishes `count` (1 to 500) events in one batch → `201 { first, last }`:
+ *                       a burst larger than a connection's buffer ends its stream as `overflow`
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
  * `DEMO_TICK=0` starts with the `demo/tick` event (every 2 s) turned off, and every `SLUICE_SSE_*`
@@ -31,6 +33,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Http from "node:http"
 import * as os from "node:os"
+import { formatId } from "../src/Event.js"
 import * as EventBus from "../src/EventBus.js"
 import * as SseRoute from "../src/SseRoute.js"
 import { renderPage } from "./demo-page.js"
@@ -53,27 +56,43 @@ const TickerSwitchLive = Layer.effect(
 )
 
 const TICKER_PATH = "/demo/ticker"
+const BURST_PATH = "/demo/burst"
 
 const tickerState = (on: boolean) => HttpServerResponse.unsafeJson({ on }, { headers: { "cache-control": "no-store" } })
+
+const invalid = (message: string) =>
+  Effect.succeed(HttpServerResponse.unsafeJson({ error: "invalid_body", message }, { status: 400 }))
 
 /** `POST /demo/ticker` with `{ on: boolean }`; anything else is a JSON `400`. */
 const switchTicker = (ref: Ref.Ref<boolean>) =>
   HttpServerRequest.schemaBodyJson(Schema.Struct({ on: Schema.Boolean })).pipe(
     Effect.flatMap(({ on }) => Effect.as(Ref.set(ref, on), tickerState(on))),
-    Effect.catchAll(() =>
-      Effect.succeed(HttpServerResponse.unsafeJson(
-        { error: "invalid_body", message: "expected JSON { \"on\": true | false }" },
-        { status: 400 }
-      ))
+    Effect.catchAll(() => invalid("expected JSON { \"on\": true | false }"))
+  )
+
+const BurstBody = Schema.Struct({ topic: Schema.String, count: Schema.Int.pipe(Schema.between(1, 500)) })
+
+/** `POST /demo/burst` with `{ topic, count }`: `count` events in one `publishAll`. */
+const burst = (bus: EventBus.EventBus["Type"]) =>
+  HttpServerRequest.schemaBodyJson(BurstBody).pipe(
+    Effect.flatMap(({ count, topic }) =>
+      bus.publishAll(Array.from({ length: count }, (_, i) => ({ topic, data: `burst ${i + 1}/${count}` })))
+    ),
+    Effect.map((events) =>
+      HttpServerResponse.unsafeJson({ first: formatId(events[0]!.id), last: formatId(events.at(-1)!.id) }, { status: 201 })
+    ),
+    Effect.catchAll((error) =>
+      invalid(error._tag === "PublishError" ? error.message : "expected JSON { \"topic\": string, \"count\": 1 to 500 }")
     )
   )
 
-/** `GET /`: the page, pointed at the route's configured paths; `GET`/`POST /demo/ticker`: the switch. */
+/** `GET /`: the page, pointed at the route's configured paths; the ticker switch and the burst. */
 const PageLive = HttpRouter.Default.use((router) =>
   Effect.gen(function*() {
     const { options } = yield* SseRoute.SseRoute
     const ticker = yield* TickerSwitch
-    const html = renderPage({ events: options.path, stats: options.statsPath, ticker: TICKER_PATH })
+    const bus = yield* EventBus.EventBus
+    const html = renderPage({ events: options.path, stats: options.statsPath, ticker: TICKER_PATH, burst: BURST_PATH })
     yield* router.get(
       "/",
       Effect.succeed(HttpServerResponse.text(html, {
@@ -83,6 +102,7 @@ const PageLive = HttpRouter.Default.use((router) =>
     )
     yield* router.get(TICKER_PATH, Effect.map(Ref.get(ticker), tickerState))
     yield* router.post(TICKER_PATH, switchTicker(ticker))
+    yield* router.post(BURST_PATH, burst(bus))
   })
 )
 

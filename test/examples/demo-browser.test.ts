@@ -26,6 +26,23 @@ const publish = (url: string, body: { topic: string; type?: string; data: string
     return answer.id!
   })
 
+/** `POST /demo/burst`: `count` events in one batch; answers their ids. */
+const burst = (url: string, topic: string, count: number) =>
+  Effect.promise(async () => {
+    const response = await fetch(`${url}/demo/burst`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ topic, count })
+    })
+    const answer = (await response.json()) as { first: string; last: string }
+    assert.strictEqual(response.status, 201, JSON.stringify(answer))
+    const epoch = answer.first.slice(0, answer.first.lastIndexOf("-"))
+    const seqOf = (id: string) => Number(id.slice(id.lastIndexOf("-") + 1))
+    const first = seqOf(answer.first)
+    assert.strictEqual(seqOf(answer.last), first + count - 1)
+    return Array.from({ length: count }, (_, i) => `${epoch}-${first + i}`)
+  })
+
 const events = (page: Page) => Effect.map(rows(page), (all) => all.filter((r) => r.kind === "event"))
 
 /** Opens the page and waits until its stream is open. */
@@ -78,20 +95,19 @@ describe("examples/demo-page in Chromium", () => {
     Effect.gen(function*() {
       const { page, url } = yield* demoPage({ SLUICE_SSE_MAX_EVENTS: "2", SLUICE_SSE_MAX_LIFETIME: "1 second" })
 
-      // First bursts of 4 concurrent publishes against a buffer of 2 (an overflow when they land in
-      // one turn) until 5 overflow ends, then one event at a time under the 1 s lifetime until 5
-      // lifetime ends; bounded in events either way.
+      // First bursts of 5 events in one batch (the demo's burst route) against a buffer of 2, each
+      // once the page shows everything so far and its stream is open: each ends the stream as
+      // overflow (unless a lifetime end got there first), until 5 overflow ends. Then one event at a
+      // time under the 1 s lifetime until 5 lifetime ends. Both bounded in events.
       const ids: Array<string> = []
       const endsOf = (reason: string) =>
         Effect.map(rows(page), (all) => all.filter((r) => r.kind === "end" && JSON.parse(r.data).reason === reason).length)
       while ((yield* endsOf("overflow")) < 5) {
-        assert.isBelow(ids.length, 120, `only ${yield* endsOf("overflow")} overflow ends after ${ids.length} events`)
-        const burst = yield* Effect.all(
-          Array.from({ length: 4 }, () => publish(url, { topic: "demo/burst", data: "x" })),
-          { concurrency: "unbounded" }
-        )
-        ids.push(...burst)
-        yield* Effect.sleep("200 millis")
+        assert.isBelow(ids.length, 75, `only ${yield* endsOf("overflow")} overflow ends after ${ids.length} events`)
+        yield* waitEvents(page, "every event so far", (r) => r.length === ids.length)
+        yield* waitForEffect("the stream to be open", text(page, "#state"), (s) => s === "open")
+        ids.push(...(yield* burst(url, "demo/burst", 5)))
+        yield* waitEvents(page, "the burst", (r) => r.length === ids.length)
       }
       const phase1 = ids.length
       while ((yield* endsOf("lifetime")) < 5) {
