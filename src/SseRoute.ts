@@ -280,7 +280,8 @@ export const layer = (options?: Options): Layer.Layer<SseRoute, never, EventBus.
  * `SLUICE_SSE_HEARTBEAT`, `SLUICE_SSE_RETRY_MIN`, `SLUICE_SSE_RETRY_MAX`, `SLUICE_SSE_WRITE_DEADLINE`,
  * `SLUICE_SSE_MAX_LIFETIME`, `SLUICE_SSE_STALL_TIMEOUT` (durations such as `15 seconds`),
  * `SLUICE_SSE_MAX_EVENTS`, `SLUICE_SSE_MAX_BYTES`, `SLUICE_SSE_MAX_REPLAY`, `SLUICE_SSE_MAX_BODY_BYTES`
- * (integers) and `SLUICE_SSE_PUBLISH` (boolean). `options` are the defaults under them.
+ * (integers), `SLUICE_SSE_PUBLISH` (boolean), `SLUICE_SSE_CORS_ORIGINS` (comma-separated, or `*`) and
+ * `SLUICE_SSE_CORS_CREDENTIALS` (boolean). `options` are the defaults under them.
  *
  * @since 0.1.0
  * @category layers

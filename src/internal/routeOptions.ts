@@ -87,11 +87,28 @@ export const optionsFromEnv = (base?: SseRoute.Options): Config.Config<SseRoute.
     maxBodyBytes: int("SLUICE_SSE_MAX_BODY_BYTES"),
     bodyTimeout: duration("SLUICE_SSE_BODY_TIMEOUT"),
     chunked: Config.option(Config.boolean("SLUICE_SSE_CHUNKED"))
-  }).pipe(Config.map((env) => {
-    const out: Record<string, unknown> = { ...base }
-    for (const [key, value] of Object.entries(env) as Array<[string, Option.Option<unknown>]>) {
-      if (Option.isSome(value)) out[key] = value.value
-    }
-    return out as SseRoute.Options
-  }))
+  }).pipe(
+    Config.zip(corsFromEnv),
+    Config.map(([env, cors]) => {
+      const out: Record<string, unknown> = { ...base }
+      for (const [key, value] of Object.entries(env) as Array<[string, Option.Option<unknown>]>) {
+        if (Option.isSome(value)) out[key] = value.value
+      }
+      const origins = Option.orElse(cors.origins, () => Option.fromNullable(base?.cors?.origins))
+      if (Option.isSome(origins)) {
+        const credentials = Option.getOrElse(cors.credentials, () => base?.cors?.credentials)
+        out["cors"] = { ...base?.cors, origins: origins.value, credentials }
+      }
+      return out as SseRoute.Options
+    })
+  )
 }
+
+/** `SLUICE_SSE_CORS_ORIGINS` (comma-separated, or `*`) and `SLUICE_SSE_CORS_CREDENTIALS`. */
+const corsFromEnv = Config.all({
+  origins: Config.option(Config.map(
+    Config.array(Config.string(), "SLUICE_SSE_CORS_ORIGINS"),
+    (list): ReadonlyArray<string> | "*" => (list.length === 1 && list[0] === "*" ? "*" : list.map((o) => o.trim()))
+  )),
+  credentials: Config.option(Config.boolean("SLUICE_SSE_CORS_CREDENTIALS"))
+})

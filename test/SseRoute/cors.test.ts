@@ -5,6 +5,7 @@
  * from an allowed origin.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -123,5 +124,31 @@ describe("SseRoute CORS", () => {
       )))
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "cors.credentials")
+    }))
+
+  it.effect("SLUICE_SSE_CORS_ORIGINS and SLUICE_SSE_CORS_CREDENTIALS set cors from the environment", () =>
+    Effect.gen(function*() {
+      const optionsWith = (env: ReadonlyArray<[string, string]>) =>
+        Effect.scoped(Effect.gen(function*() {
+          const context = yield* Layer.build(
+            SseRoute.layerConfig({ cors: { origins: ["http://code.test"], maxAge: "1 minute" } }).pipe(
+              Layer.provide(EventBus.layerMemory())
+            )
+          )
+          return (yield* Effect.provide(SseRoute.SseRoute, context)).options.cors!
+        })).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(env))))
+      const fromEnv = yield* optionsWith([
+        ["SLUICE_SSE_CORS_ORIGINS", "http://a.test,http://b.test:8080"],
+        ["SLUICE_SSE_CORS_CREDENTIALS", "true"]
+      ])
+      assert.isTrue(fromEnv.allows!("http://b.test:8080"))
+      assert.isFalse(fromEnv.allows!("http://code.test"), "the environment's list replaces the code's")
+      assert.isTrue(fromEnv.credentials)
+      assert.strictEqual(fromEnv.maxAgeSeconds, 60, "the rest of the code's cors stays")
+      const inCode = yield* optionsWith([])
+      assert.isTrue(inCode.allows!("http://code.test"))
+      assert.isFalse(inCode.credentials)
+      const any = yield* optionsWith([["SLUICE_SSE_CORS_ORIGINS", "*"]])
+      assert.isUndefined(any.allows)
     }))
 })
