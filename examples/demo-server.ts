@@ -8,11 +8,15 @@
  *   POST /events   publish JSON `{ topic, type?, data }` → `201 { id }`
  *   GET  /stats    the bus's counters as JSON
  *   GET  /metrics  Prometheus text
+ *   GET  /demo/ticker   `{ on }`: whether the ticker publishes
+ *   POST /demo/ticker   `{ on: boolean }` turns it on or off → `{ on }`
+ *   POST /demo/burst    `{ topic, count }` publishes `count` (1 to 500) events in one batch → `201 { first, last }`:
+ *                       a burst larger than a connection's buffer ends its stream as `overflow`
  *
  * Environment: `PORT` (default 8080, `0` picks a free port), `HOST` (default 127.0.0.1),
  * `SLUICE_REDIS_URL` (e.g. `redis://127.0.0.1:6379`; unset: the memory log) with `SLUICE_REDIS_PREFIX`
  * (default `sluice`) and `SLUICE_REDIS_MAX_EVENTS` (default 10,000),
- * `DEMO_TICK=0` turns off the `demo/tick` event published every 2 s, and the `SLUICE_SSE_*`,
+ * `DEMO_TICK=0` starts with the `demo/tick` event (every 2 s) turned off, and the `SLUICE_SSE_*`,
  * `SLUICE_BUS_*` and `SLUICE_LOG_*` variables (`SseRoute.fromEnv`, `EventBus.fromEnv`,
  * `EventLog.memoryFromEnv`) override the route's, the bus's and the memory log's options. It prints the address it is bound to
  * and exits cleanly on SIGINT / SIGTERM: the route drains its streams (each gets `event: end` with
@@ -20,16 +24,21 @@
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Http from "node:http"
 import * as os from "node:os"
+import { formatId } from "../src/Event.js"
 import * as EventBus from "../src/EventBus.js"
 import * as EventLog from "../src/EventLog.js"
 import * as SseRoute from "../src/SseRoute.js"
@@ -44,11 +53,52 @@ const ServerLive = NodeHttpServer.layerConfig(() => Http.createServer(), {
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
 })
 
-/** `GET /`: the page, pointed at the route's configured paths. */
+/** Whether the ticker publishes: on unless `DEMO_TICK=0`, switched at `POST /demo/ticker`. */
+class TickerSwitch extends Context.Tag("demo/TickerSwitch")<TickerSwitch, Ref.Ref<boolean>>() {}
+
+const TickerSwitchLive = Layer.effect(
+  TickerSwitch,
+  Effect.flatMap(Config.boolean("DEMO_TICK").pipe(Config.withDefault(true)), Ref.make)
+)
+
+const TICKER_PATH = "/demo/ticker"
+const BURST_PATH = "/demo/burst"
+
+const tickerState = (on: boolean) => HttpServerResponse.unsafeJson({ on }, { headers: { "cache-control": "no-store" } })
+
+const invalid = (message: string) =>
+  Effect.succeed(HttpServerResponse.unsafeJson({ error: "invalid_body", message }, { status: 400 }))
+
+/** `POST /demo/ticker` with `{ on: boolean }`; anything else is a JSON `400`. */
+const switchTicker = (ref: Ref.Ref<boolean>) =>
+  HttpServerRequest.schemaBodyJson(Schema.Struct({ on: Schema.Boolean })).pipe(
+    Effect.flatMap(({ on }) => Effect.as(Ref.set(ref, on), tickerState(on))),
+    Effect.catchAll(() => invalid("expected JSON { \"on\": true | false }"))
+  )
+
+const BurstBody = Schema.Struct({ topic: Schema.String, count: Schema.Int.pipe(Schema.between(1, 500)) })
+
+/** `POST /demo/burst` with `{ topic, count }`: `count` events in one `publishAll`. */
+const burst = (bus: EventBus.EventBus["Type"]) =>
+  HttpServerRequest.schemaBodyJson(BurstBody).pipe(
+    Effect.flatMap(({ count, topic }) =>
+      bus.publishAll(Array.from({ length: count }, (_, i) => ({ topic, data: `burst ${i + 1}/${count}` })))
+    ),
+    Effect.map((events) =>
+      HttpServerResponse.unsafeJson({ first: formatId(events[0]!.id), last: formatId(events.at(-1)!.id) }, { status: 201 })
+    ),
+    Effect.catchAll((error) =>
+      invalid(error._tag === "PublishError" ? error.message : "expected JSON { \"topic\": string, \"count\": 1 to 500 }")
+    )
+  )
+
+/** `GET /`: the page, pointed at the route's configured paths; the ticker switch and the burst. */
 const PageLive = HttpRouter.Default.use((router) =>
   Effect.gen(function*() {
     const { options } = yield* SseRoute.SseRoute
-    const html = renderPage({ events: options.path, stats: options.statsPath })
+    const ticker = yield* TickerSwitch
+    const bus = yield* EventBus.EventBus
+    const html = renderPage({ events: options.path, stats: options.statsPath, ticker: TICKER_PATH, burst: BURST_PATH })
     yield* router.get(
       "/",
       Effect.succeed(HttpServerResponse.text(html, {
@@ -56,6 +106,9 @@ const PageLive = HttpRouter.Default.use((router) =>
         headers: { "cache-control": "no-store" }
       }))
     )
+    yield* router.get(TICKER_PATH, Effect.map(Ref.get(ticker), tickerState))
+    yield* router.post(TICKER_PATH, switchTicker(ticker))
+    yield* router.post(BURST_PATH, burst(bus))
   })
 )
 
@@ -79,16 +132,19 @@ const HttpLive = HttpRouter.Default.serve().pipe(
   Layer.provide(Layer.mergeAll(SseRoute.layerRouter(HttpRouter.Default), PageLive))
 )
 
-/** Publishes `{ n, time }` on `demo/tick` (type `tick`) every 2 s, so a fresh page shows movement. */
+/**
+ * Publishes `{ n, time }` on `demo/tick` (type `tick`) every 2 s while the switch is on, so a fresh
+ * page shows movement.
+ */
 const TickerLive = Layer.scopedDiscard(Effect.gen(function*() {
-  const enabled = yield* Config.boolean("DEMO_TICK").pipe(Config.withDefault(true))
-  if (!enabled) return
+  const enabled = yield* TickerSwitch
   const bus = yield* EventBus.EventBus
   let n = 0
-  const tick = Effect.suspend(() => {
+  const publish = Effect.suspend(() => {
     n += 1
     return bus.publish({ topic: "demo/tick", type: "tick", data: JSON.stringify({ n, time: Date.now() }) })
   }).pipe(Effect.catchAll((error) => Effect.logWarning("demo tick not published", error)))
+  const tick = Effect.whenEffect(publish, Ref.get(enabled))
   yield* Effect.forkScoped(Effect.repeat(tick, Schedule.spaced("2 seconds")))
 }))
 
@@ -102,6 +158,7 @@ const formatUrl = (address: HttpServer.Address): string =>
  * stops, the route drains its streams, the bus shuts down, and only then does the server close.
  */
 const DemoLive = Layer.mergeAll(HttpLive, TickerLive).pipe(
+  Layer.provide(TickerSwitchLive),
   Layer.provide(SseRoute.layerConfig(SseRoute.fromEnv({ publish: true }))),
   Layer.provideMerge(EventBus.layerConfig(EventBus.fromEnv()).pipe(Layer.provideMerge(LogLive))),
   Layer.provideMerge(ServerLive),

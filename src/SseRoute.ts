@@ -98,6 +98,43 @@ export interface PublishRate {
 }
 
 /**
+ * Which other origins may use the events route (`GET` streams, `POST` publishing, and their `OPTIONS`
+ * preflight) from a browser. Without it the route is same-origin only: a request whose `Origin` is
+ * another origin gets `403` with no CORS headers, and no stream is opened.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Cors {
+  /**
+   * The allowed origins (`https://app.example.com`, scheme, host and port as the browser sends
+   * them), a predicate, or `"*"` for any origin (not with `credentials`).
+   */
+  readonly origins: ReadonlyArray<string> | ((origin: string) => boolean) | "*"
+  /**
+   * Allow credentials (default false): cookies on an `EventSource` opened with
+   * `withCredentials: true`, or on `fetch` with `credentials: "include"`; they then reach the
+   * `authorize` hook.
+   */
+  readonly credentials?: boolean | undefined
+  /** How long a browser may cache a preflight's answer (default 10 minutes). */
+  readonly maxAge?: Duration.DurationInput | undefined
+}
+
+/**
+ * {@link Cors} with defaults applied.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedCors {
+  /** `undefined`: every origin (`Access-Control-Allow-Origin: *`, never with credentials). */
+  readonly allows: ((origin: string) => boolean) | undefined
+  readonly credentials: boolean
+  readonly maxAgeSeconds: number
+}
+
+/**
  * Options of the route. Durations take any `Duration.DurationInput`.
  *
  * @since 0.1.0
@@ -148,6 +185,8 @@ export interface Options {
   readonly keepAlive?: Duration.DurationInput | undefined
   /** Authorization hook for both routes. */
   readonly authorize?: Authorize | undefined
+  /** Other origins allowed to use the events route (default none: same-origin only). */
+  readonly cors?: Cors | undefined
   /**
    * Send event streams with HTTP/1.1 chunked transfer encoding (default false). By default, on Node,
    * a stream's body is delimited by the connection's close (`Connection: close`, no chunk framing):
@@ -191,6 +230,7 @@ export interface ResolvedOptions {
   } | undefined
   readonly keepAlive: number
   readonly authorize: Authorize | undefined
+  readonly cors: ResolvedCors | undefined
   readonly chunked: boolean
 }
 
@@ -210,6 +250,8 @@ export class SseRoute extends Context.Tag("sluice/SseRoute")<SseRoute, {
   >
   /** `POST`: publish JSON `{ topic, type?, data }`, answered `201 { id }`. */
   readonly publish: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /** `OPTIONS`: the CORS preflight of the events path (see {@link Cors}). */
+  readonly preflight: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: the bus's stats as JSON. */
   readonly stats: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   /** `GET`: every Effect metric in the Prometheus text format. */
@@ -277,6 +319,7 @@ export const layerConfig = (
  * | `SLUICE_SSE_MAX_EVENTS`, `SLUICE_SSE_MAX_BYTES`, `SLUICE_SSE_MAX_REPLAY` | `maxEvents`, `maxBytes`, `maxReplay` |
  * | `SLUICE_SSE_MAX_TOPICS`, `SLUICE_SSE_MAX_BODY_BYTES` | `maxTopics`, `maxBodyBytes` |
  * | `SLUICE_SSE_PUBLISH`, `SLUICE_SSE_CHUNKED` | `publish`, `chunked` (`true` / `false`) |
+ * | `SLUICE_SSE_CORS_ORIGINS`, `SLUICE_SSE_CORS_CREDENTIALS` | `cors.origins` (comma-separated, or `*`), `cors.credentials` |
  *
  * @since 0.1.0
  * @category config
@@ -285,7 +328,7 @@ export const fromEnv: (defaults?: Options) => Config.Config<Options> = routeOpti
 
 /**
  * A classic `HttpRouter` serving the route at the configured paths (`GET`/`POST` on `path`, `GET`
- * on `statsPath` and `metricsPath` unless they are off). Mount it under a prefix with
+ * on `statsPath` and `metricsPath` unless they are off, `OPTIONS` on `path` for CORS preflights). Mount it under a prefix with
  * `HttpRouter.mount("/bus", SseRoute.router)`; it needs {@link SseRoute}. Any other path is
  * `RouteNotFound`, so the routes of a router it is concatenated with keep precedence.
  *
@@ -312,6 +355,7 @@ export const layerRouter = <Self, Name extends string, E, R>(
       const { metricsPath, path, statsPath } = route.options
       yield* r.get(path as HttpRouter.PathInput, route.events)
       yield* r.post(path as HttpRouter.PathInput, route.publish)
+      yield* r.options(path as HttpRouter.PathInput, route.preflight)
       if (statsPath !== undefined) yield* r.get(statsPath as HttpRouter.PathInput, route.stats)
       if (metricsPath !== undefined) yield* r.get(metricsPath as HttpRouter.PathInput, route.metrics)
     })
@@ -330,6 +374,7 @@ export const layerHttpLayerRouter: Layer.Layer<never, never, HttpLayerRouter.Htt
       const { metricsPath, path, statsPath } = route.options
       yield* r.add("GET", path as HttpLayerRouter.PathInput, route.events)
       yield* r.add("POST", path as HttpLayerRouter.PathInput, route.publish)
+      yield* r.add("OPTIONS", path as HttpLayerRouter.PathInput, route.preflight)
       if (statsPath !== undefined) yield* r.add("GET", statsPath as HttpLayerRouter.PathInput, route.stats)
       if (metricsPath !== undefined) yield* r.add("GET", metricsPath as HttpLayerRouter.PathInput, route.metrics)
     })

@@ -99,10 +99,14 @@ export const validateType = (type: unknown): string | undefined => {
   return undefined
 }
 
+// A lone surrogate: with the `u` flag a well-formed pair is one code point, never in Cs. (Not
+// `String.prototype.isWellFormed`: the library builds against lib ES2022, which Node 20 users have.)
+const LONE_SURROGATE = /\p{Cs}/u
+
 /** @internal */
 export const validateData = (data: unknown): string | undefined => {
   if (typeof data !== "string") return "data must be a string"
-  if (!data.isWellFormed()) return "data contains a lone surrogate and cannot be encoded as UTF-8"
+  if (LONE_SURROGATE.test(data)) return "data contains a lone surrogate and cannot be encoded as UTF-8"
   return undefined
 }
 
@@ -115,7 +119,7 @@ export const validateIdempotencyKey = (key: unknown): string | undefined => {
   if (key.length === 0) return "idempotency key is empty"
   if (key.length > 200 || Buffer.byteLength(key, "utf8") > 200) return "idempotency key is longer than 200 bytes"
   if (CONTROL_RE.test(key)) return "idempotency key contains a control character"
-  if (!key.isWellFormed()) return "idempotency key contains a lone surrogate"
+  if (LONE_SURROGATE.test(key)) return "idempotency key contains a lone surrogate"
   return undefined
 }
 

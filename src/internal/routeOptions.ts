@@ -12,6 +12,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as SseRoute from "../SseRoute.js"
 import { durationVar, integerVar, overlay, pathVar, positive } from "./config.js"
+import { resolveCors } from "./cors.js"
 
 const RETRY_FLOOR = 500
 
@@ -95,6 +96,7 @@ export const resolve = (options: SseRoute.Options | undefined): Check<SseRoute.R
       publishRate: yield* rate(o.publishRate),
       keepAlive: yield* millis("keepAlive", o.keepAlive, 30_000, 1_000),
       authorize: o.authorize,
+      cors: yield* cors(o.cors),
       chunked: o.chunked ?? false
     }
   })
@@ -124,4 +126,28 @@ export const fromEnv = (defaults?: SseRoute.Options): Config.Config<SseRoute.Opt
     maxBodyBytes: integerVar("SLUICE_SSE_MAX_BODY_BYTES"),
     publish: Config.option(Config.boolean("SLUICE_SSE_PUBLISH")),
     chunked: Config.option(Config.boolean("SLUICE_SSE_CHUNKED"))
-  }).pipe(Config.map((env) => overlay(defaults, env)))
+  }).pipe(
+    Config.zip(corsFromEnv),
+    Config.map(([env, fromCors]) => {
+      const out = overlay(defaults, env)
+      const origins = Option.orElse(fromCors.origins, () => Option.fromNullable(defaults?.cors?.origins))
+      if (Option.isNone(origins)) return out
+      const credentials = Option.getOrElse(fromCors.credentials, () => defaults?.cors?.credentials)
+      return { ...out, cors: { ...defaults?.cors, origins: origins.value, credentials } }
+    })
+  )
+
+/** `SLUICE_SSE_CORS_ORIGINS` (comma-separated, or `*`) and `SLUICE_SSE_CORS_CREDENTIALS`. */
+const corsFromEnv = Config.all({
+  origins: Config.option(Config.map(
+    Config.array(Config.string(), "SLUICE_SSE_CORS_ORIGINS"),
+    (list): ReadonlyArray<string> | "*" => (list.length === 1 && list[0] === "*" ? "*" : list.map((o) => o.trim()))
+  )),
+  credentials: Config.option(Config.boolean("SLUICE_SSE_CORS_CREDENTIALS"))
+})
+
+const cors = (input: SseRoute.Cors | undefined): Check<SseRoute.ResolvedCors | undefined> =>
+  Either.try({
+    try: () => resolveCors(input),
+    catch: (e) => ConfigError.InvalidData(["SseRoute", "cors"], e instanceof Error ? e.message : String(e))
+  })

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
+import { preflight, withCors } from "./cors.js"
 import * as Lifecycle from "./lifecycle.js"
 import { rawRequest } from "./nodeEdge.js"
 import { renderAll } from "./prometheus.js"
@@ -56,8 +57,10 @@ export const make = (
 
     const service: SseRoute.SseRoute["Type"] = {
       options: config,
-      events: raw(makeEvents(config, bus, lifecycle)),
-      publish: raw(publish),
+      // A request from an origin the route does not allow gets 403 before anything runs.
+      events: raw(withCors(config.cors, makeEvents(config, bus, lifecycle))),
+      publish: raw(withCors(config.cors, publish)),
+      preflight: raw(preflight(config.cors)),
       stats: raw(stats),
       metrics: raw(metrics),
       drain: lifecycle.drain,
@@ -84,6 +87,7 @@ export const dispatch = (
     const get = request.method === "GET" || request.method === "HEAD"
     if (pathname === path && get) return route.events
     if (pathname === path && request.method === "POST") return route.publish
+    if (pathname === path && request.method === "OPTIONS") return route.preflight
     if (pathname === statsPath && get) return route.stats
     if (pathname === metricsPath && get) return route.metrics
     return Effect.fail(new HttpServerError.RouteNotFound({ request }))

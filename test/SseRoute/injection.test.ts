@@ -172,6 +172,11 @@ describe("SseRoute injection", () => {
       assert.strictEqual(parsed.retries.length, 1, "only the opening retry")
       assert.deepStrictEqual(parsed.events, expected, "each event round-trips with its own id and type")
       assert.strictEqual(parsed.lastEventId, lastId, "the cursor only ever moved to real ids")
+      assert.deepStrictEqual(
+        stream.text.split("\n").filter((line) => line.startsWith("id")),
+        expected.map((e) => `id: ${e.id}`),
+        "no id line but the real ones (an id-only block would move the cursor unseen by the parser)"
+      )
       assert.notInclude(stream.text, "\r", "the server never emits a CR")
       assert.isFalse(stream.text.startsWith("\uFEFF"), "no BOM")
       assert.notInclude(stream.text, "REFUSED", "no refused event reached the stream")

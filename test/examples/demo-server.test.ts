@@ -99,6 +99,24 @@ describe("examples/demo-server", () => {
       assert.strictEqual(stats.subscribers, 2)
       assert.isAtLeast(stats.published, 2)
 
+      // The ticker switch and the burst route answer JSON, and refuse bad bodies with a JSON 400.
+      const postDemo = (path: string, body: string) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body })
+          return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+        })
+      assert.deepStrictEqual(yield* postDemo("/demo/ticker", `{"on":false}`), { status: 200, body: { on: false } })
+      assert.deepStrictEqual(yield* Effect.promise(() => fetch(`${url}/demo/ticker`).then((r) => r.json())), { on: false })
+      assert.strictEqual((yield* postDemo("/demo/ticker", `{"on":"yes"}`)).body.error, "invalid_body")
+      const burst = yield* postDemo("/demo/burst", `{"topic":"demo/burst","count":3}`)
+      assert.strictEqual(burst.status, 201)
+      const seq = (id: unknown) => Number(String(id).split("-")[1])
+      assert.strictEqual(seq(burst.body.last) - seq(burst.body.first), 2)
+      for (const bad of [`{"topic":"demo/burst","count":0}`, `{"topic":"demo/burst","count":501}`, `{"topic":"bad topic","count":1}`, "nope"]) {
+        const refused = yield* postDemo("/demo/burst", bad)
+        assert.deepStrictEqual([refused.status, refused.body.error], [400, "invalid_body"], bad)
+      }
+
       // SIGTERM with both streams open, then the same signal again as npm / tsx relay a Ctrl-C: the
       // route drains (each stream gets `end` with reason `shutdown`) and runMain exits with 0.
       const started = Date.now()

@@ -20,7 +20,10 @@ export interface ParsedStream {
   readonly retries: Array<number>
   readonly comments: Array<string>
   readonly errors: Array<string>
-  /** The cursor a spec client would send on reconnect (`undefined`: none). */
+  /**
+   * The cursor a spec client would send on reconnect (`undefined`: none): the last dispatched event's
+   * id (`eventsource-parser@3`, the line that supports Node 20, reports ids only with events).
+   */
   readonly lastEventId: string | undefined
 }
 
@@ -37,13 +40,13 @@ export const parseSse = (input: string | Uint8Array | ReadonlyArray<string>): Pa
     lastEventId: undefined
   }
   const parser = createParser({
-    onEvent: (e) => out.events.push({ id: e.id, event: e.event, data: e.data }),
+    onEvent: (e) => {
+      out.events.push({ id: e.id, event: e.event, data: e.data })
+      if (e.id !== undefined) out.lastEventId = e.id === "" ? undefined : e.id
+    },
     onRetry: (ms) => out.retries.push(ms),
     onComment: (c) => out.comments.push(c),
-    onError: (e) => out.errors.push(e.message),
-    onId: (id) => {
-      out.lastEventId = id === "" ? undefined : id
-    }
+    onError: (e) => out.errors.push(e.message)
   })
   if (typeof input === "string") parser.feed(input)
   else if (input instanceof Uint8Array) parser.feed(Buffer.from(input).toString("utf8"))
