@@ -241,11 +241,12 @@ export interface DecodeOptions<A, E, R> extends Options {
  * @category constructors
  */
 export const stream: {
-  (url: string | URL, options?: Options): Stream.Stream<Item, SseClientError, HttpClient.HttpClient>
+  // The decoding signature first, so that `decode: (message) => …` gets its parameter's type.
   <A, E, R>(
     url: string | URL,
     options: DecodeOptions<A, E, R>
   ): Stream.Stream<Item<A>, SseClientError | E, HttpClient.HttpClient | R>
+  (url: string | URL, options?: Options): Stream.Stream<Item, SseClientError, HttpClient.HttpClient>
 } = internal.stream
 
 /**
@@ -256,9 +257,9 @@ export const stream: {
  * @category constructors
  */
 export const streamWithStatus: {
-  (url: string | URL, options?: Options): Stream.Stream<Item | Status, SseClientError, HttpClient.HttpClient>
   <A, E, R>(
     url: string | URL,
     options: DecodeOptions<A, E, R>
   ): Stream.Stream<Item<A> | Status, SseClientError | E, HttpClient.HttpClient | R>
+  (url: string | URL, options?: Options): Stream.Stream<Item | Status, SseClientError, HttpClient.HttpClient>
 } = internal.streamWithStatus
