@@ -135,18 +135,18 @@ export abstract class Session {
   }
 
   /** Writes what it can: the backlog, the replay, then live events; then the end once all is out. */
-  flush(): void {
+  flush(now: number): void {
     const state = this.state
     if (state === "opening" || state === "done" || state === "destroyed" || this.fetching) return
     if (this.closed || this.blocked) return
     const backlog = this.backlog
     if (backlog !== undefined) {
       this.backlog = undefined
-      if (!this.wrote(backlog)) return
+      if (!this.wrote(backlog, now)) return
     }
-    if (!this.writeReplay()) return this.noticeEnd()
+    if (!this.writeReplay(now)) return this.noticeEnd()
     if (state === "backlog") this.to("live")
-    if (this.sub.buffered > 0) this.wrote(this.writer.encode(this.sub.take()))
+    if (this.sub.buffered > 0) this.wrote(this.writer.encode(this.sub.take()), now)
     if (this.sub.endReason !== undefined) this.to("done")
   }
 
@@ -187,9 +187,9 @@ export abstract class Session {
     if (this.sub.endReason !== undefined && (this.state === "backlog" || this.state === "live")) this.to("ending")
   }
 
-  private wrote(bytes: Uint8Array): boolean {
+  private wrote(bytes: Uint8Array, now: number): boolean {
     const writable = this.write(bytes)
-    this.lastWrite = this.lastProgress = this.writer.now()
+    this.lastWrite = this.lastProgress = now
     return writable
   }
 
@@ -197,7 +197,7 @@ export abstract class Session {
    * The replay, page by page at the transport's pace, each frame the event's shared one. True once
    * the replay is done; until then nothing live is written (it follows the replay).
    */
-  private writeReplay(): boolean {
+  private writeReplay(now: number): boolean {
     for (;;) {
       if (this.sub.endReason !== undefined && (this.page !== undefined || this.sub.replaying !== undefined)) {
         // Ended mid-replay: stop at this frame boundary. What is buffered live would follow a gap,
@@ -213,7 +213,7 @@ export abstract class Session {
         while (writable && this.pageIndex < events.length && this.sub.endReason === undefined) {
           writable = this.write(frameOf(events[this.pageIndex++]!))
         }
-        this.lastWrite = this.lastProgress = this.writer.now()
+        this.lastWrite = this.lastProgress = now
         if (this.pageIndex < events.length) {
           if (this.sub.endReason !== undefined) continue // ended mid-page: stop here (above)
           return false

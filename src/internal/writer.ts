@@ -11,16 +11,12 @@ import type { ReplayPage } from "./replay.js"
 import type { Session, WriterPort } from "./session.js"
 import { frameOf } from "./sse.js"
 
-/** A session whose step throws is destroyed; the writer goes on with the others. */
-const guarded = (session: Session, step: () => void): void => {
+/** A session whose step threw is destroyed; the writer goes on with the others. */
+const destroyed = (session: Session): void => {
   try {
-    step()
+    session.destroy()
   } catch {
-    try {
-      session.destroy()
-    } catch {
-      session.release()
-    }
+    session.release()
   }
 }
 
@@ -75,17 +71,28 @@ export class Writer implements WriterPort {
     this.scheduled = false
     const dirty = this.dirty
     this.dirty = []
+    const now = this.now()
     for (let i = 0; i < dirty.length; i++) {
       const session = dirty[i]!
       session.dirty = false
-      guarded(session, () => session.flush())
+      try {
+        session.flush(now)
+      } catch {
+        destroyed(session)
+      }
     }
     this.clearCache()
   }
 
   /** Periodic upkeep; O(sessions). */
   tick(now: number): void {
-    for (const session of this.sessions) guarded(session, () => session.tick(now))
+    for (const session of this.sessions) {
+      try {
+        session.tick(now)
+      } catch {
+        destroyed(session)
+      }
+    }
   }
 
   /**

@@ -3,7 +3,7 @@
 // models and the layers. (It leaves out @effect/platform-node, whose own declarations need @types/ws
 // without skipLibCheck.)
 import { HttpServer } from "@effect/platform"
-import { Effect, Layer, Schedule } from "effect"
+import { type ConfigError, Effect, Layer, Schedule } from "effect"
 import { Event, EventBus, SseRoute } from "sluice"
 import * as EventLog from "sluice/EventLog"
 
@@ -25,8 +25,11 @@ const firstIds = Effect.gen(function*() {
 export const main: Effect.Effect<string, never, EventBus.EventBus> = firstIds.pipe(Effect.orDie)
 export const log: typeof EventLog.EventLog = EventLog.EventLog
 
-/** The app, for any `HttpServer` layer (e.g. `NodeHttpServer.layer(createServer, { port: 8080 })`). */
-export const App: Layer.Layer<never, never, HttpServer.HttpServer> = HttpServer.serve(SseRoute.router).pipe(
+/**
+ * The app, for any `HttpServer` layer (e.g. `NodeHttpServer.layer(createServer, { port: 8080 })`); an
+ * option out of its bounds fails it with a `ConfigError`.
+ */
+export const App: Layer.Layer<never, ConfigError.ConfigError, HttpServer.HttpServer> = HttpServer.serve(SseRoute.router).pipe(
   Layer.merge(Ticker),
   Layer.provide(SseRoute.layer(options)),
   Layer.provide(EventBus.layerMemory())
