@@ -76,8 +76,9 @@ describe("README", () => {
       yield* Effect.promise(() => page.goto(`${url}/stats`)) // any page of the same origin
       yield* Effect.promise(() => page.evaluate(browserLine))
       const lines = yield* waitForEffect("two ticks in the console", Effect.sync(() => [...logged]), (l) => l.length >= 2, 10_000)
-      const ticks = lines.map((line) => /^([0-9a-z]+)-(\d+) (\d{4}-\d\d-\d\dT[\d:.]+Z)$/.exec(line))
-      assert.isTrue(ticks.every((m) => m !== null), `each line is "<id> <ISO time>": ${JSON.stringify(lines)}`)
+      // The quick start's typed `Clock` topic encodes `{ at: Date }` as JSON with an ISO time.
+      const ticks = lines.map((line) => /^([0-9a-z]+)-(\d+) \{"at":"(\d{4}-\d\d-\d\dT[\d:.]+Z)"\}$/.exec(line))
+      assert.isTrue(ticks.every((m) => m !== null), `each line is '<id> {"at":"<ISO time>"}': ${JSON.stringify(lines)}`)
       const seqs = ticks.map((m) => Number(m![2]))
       assert.strictEqual(seqs[1], seqs[0]! + 1, "consecutive ticks")
     }), { timeout: 90_000 })
