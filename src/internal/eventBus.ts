@@ -617,8 +617,7 @@ class SubscriptionImpl {
           return next
         }
         page.release()
-        sub.drains++
-        sub.hub.countDelivered(page.events.length)
+        sub.delivered(page.events.length)
         return Effect.succeed<Taken>([Chunk.unsafeFromArray(page.events as Array<Event.Event>), false])
       }
     })
