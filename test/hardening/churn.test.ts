@@ -141,7 +141,9 @@ describe("churn", () => {
       const run = (from: number, n: number) =>
         Effect.forEach(Array.from({ length: n }, (_, i) => from + i), cycle, { concurrency: CONCURRENCY, discard: true })
       const serverConnections = () =>
-        Effect.async<number>((resume) => server.getConnections((_, n) => resume(Effect.succeed(n))))
+        Effect.async<number>((resume) => {
+          server.getConnections((_, n) => resume(Effect.succeed(n)))
+        })
       const settled = (what: string) =>
         waitForEffect(
           `${what}: no subscriber, no stream, no server connection`,
