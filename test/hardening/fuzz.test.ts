@@ -56,7 +56,11 @@ const auditor = () => {
 /** `POST /events` on a kept-alive connection: the status and the JSON body. */
 const post = (url: string, agent: Http.Agent, body: string) =>
   Effect.async<{ status: number; body: { id?: string; error?: string; message?: string } }>((resume) => {
-    const req = Http.request(`${url}/events`, { method: "POST", agent, headers: { "content-type": "application/json" } })
+    const req = Http.request(`${url}/events`, {
+      method: "POST",
+      agent,
+      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+    })
     req.on("error", (e) => resume(Effect.die(e)))
     req.on("response", (res) => {
       let text = ""
