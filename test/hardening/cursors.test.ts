@@ -186,7 +186,7 @@ const summary = (timings: ReadonlyArray<number>) => {
 }
 
 /** Each answer's bound: generous, for a loaded 2-core machine; the figures are printed. */
-const FAST = 2_000
+const FAST = 5_000
 
 /** A server and the data of each event it logged, by sequence number. */
 interface Served extends TestServer {
