@@ -256,11 +256,12 @@ describe("reconnect storm", () => {
       // The server runs on real time; the client on the TestClock, moved only once it sleeps.
       const { route, url } = yield* TestServices.provideLive(startServer({ route: { heartbeat: "1 hour", retryMin: 500, retryMax: 500 } }))
       yield* TestServices.provideLive(route.drain)
+      const seed = testSeed()
       const seen: Array<{ at: number; item: SseClient.Item | SseClient.Status }> = []
       const fiber = yield* SseClient.streamWithStatus(`${url}/events`, { idleTimeout: Duration.infinity }).pipe(
         Stream.runForEach((item) => Effect.map(Clock.currentTimeMillis, (at) => void seen.push({ at, item }))),
         Effect.provide(FetchHttpClient.layer),
-        Effect.withRandom(Random.make(testSeed())),
+        Effect.withRandom(Random.make(seed)),
         Effect.fork
       )
       const disconnects = () => seen.flatMap((s) => s.item._tag === "Disconnected" ? [{ at: s.at, ...s.item }] : [])
@@ -277,7 +278,7 @@ describe("reconnect storm", () => {
       assert.isTrue(ends.every((d) => d.cause._tag === "End" && d.delay >= 500))
       const mean = (connects[ENDS]! - connects[0]!) / ENDS
       console.log(
-        `[storm] SseClient, ${ENDS} immediate ends at retry 500 ms: ${(connects[ENDS]! / 1000).toFixed(1)} s (test clock), ` +
+        `[storm] SseClient, seed ${seed}, ${ENDS} immediate ends at retry 500 ms: ${(connects[ENDS]! / 1000).toFixed(1)} s (test clock), ` +
           `${Math.round(mean)} ms per reconnect; first waits ${ends.slice(0, 5).map((d) => d.delay).join(", ")} ms`
       )
       assert.isAtLeast(mean, 1_000)
