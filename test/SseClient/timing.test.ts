@@ -9,7 +9,6 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -20,6 +19,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as SseClient from "../../src/SseClient.js"
 import { sseHead, startRawServer } from "../utils/rawServer.js"
+import { sleepingUntil } from "../utils/testClock.js"
 import { waitFor } from "../utils/sse.js"
 
 interface Seen {
@@ -38,16 +38,6 @@ const run = (url: string, options: SseClient.Options, layer: Layer.Layer<HttpCli
       Effect.fork
     )
     return { fiber, seen }
-  })
-
-/** Polls (real time) until the TestClock has a sleep ending at `deadline`. */
-const sleepingUntil = (deadline: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 2_000; i++) {
-      if (Chunk.some(yield* TestClock.sleeps(), (t) => t === deadline)) return
-      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 2)))
-    }
-    return yield* Effect.dieMessage(`no sleep until ${deadline} registered`)
   })
 
 const disconnects = (seen: ReadonlyArray<Seen>) =>

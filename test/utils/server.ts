@@ -30,11 +30,13 @@ export const startServer = (options?: {
   readonly wrapLog?: (log: EventLog.EventLog["Type"]) => EventLog.EventLog["Type"]
   /** `false` turns the platform's request spans off (`HttpMiddleware.withTracerDisabledWhen`). */
   readonly tracer?: boolean
+  /** Options of the `node:http` server (e.g. `maxHeaderSize`). */
+  readonly http?: Http.ServerOptions
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
     const serverLayer = NodeHttpServer.layer(() => {
-      server = Http.createServer()
+      server = Http.createServer(options?.http ?? {})
       return server
     }, { port: 0, host: "127.0.0.1" })
     const served = options?.tracer === false
