@@ -8,12 +8,13 @@
  * number of patterns or values.
  *
  * A value indexed under several patterns that match one topic is visited once per pattern: the
- * caller tells repeats apart.
+ * caller tells repeats apart. A key with one value holds it as is (the common case, one subscriber
+ * set per topic, then costs no `Set`), so a value must not itself be a `Set`.
  * @internal
  */
-export class TopicIndex<V> {
-  private readonly exact = new Map<string, Set<V>>()
-  private readonly prefixes = new Map<string, Set<V>>()
+export class TopicIndex<V extends object> {
+  private readonly exact = new Map<string, Entry<V>>()
+  private readonly prefixes = new Map<string, Entry<V>>()
   /** How many prefixes of each length are indexed. */
   private readonly lengthRefs = new Map<number, number>()
   /** The distinct prefix lengths in use, ascending. */
@@ -42,13 +43,13 @@ export class TopicIndex<V> {
   /** Calls `f` for every value under a pattern that matches `topic` (once per matching pattern). */
   forEach(topic: string, f: (value: V) => void): void {
     const exact = this.exact.get(topic)
-    if (exact !== undefined) for (const value of exact) f(value)
+    if (exact !== undefined) visit(exact, f)
     const lengths = this.lengths
     for (let i = 0; i < lengths.length; i++) {
       const length = lengths[i]!
       if (length > topic.length) return
       const values = this.prefixes.get(length === topic.length ? topic : topic.slice(0, length))
-      if (values !== undefined) for (const value of values) f(value)
+      if (values !== undefined) visit(values, f)
     }
   }
 
@@ -70,21 +71,35 @@ export class TopicIndex<V> {
   }
 }
 
+/** The values under one key: one as is, or several in a `Set`. */
+type Entry<V> = V | Set<V>
+
+const visit = <V extends object>(entry: Entry<V>, f: (value: V) => void): void => {
+  if (entry instanceof Set) for (const value of entry) f(value)
+  else f(entry)
+}
+
 /** Adds `value` under `key`; true when the key is new. */
-const addTo = <V>(map: Map<string, Set<V>>, key: string, value: V): boolean => {
-  const values = map.get(key)
-  if (values !== undefined) {
-    values.add(value)
-    return false
+const addTo = <V extends object>(map: Map<string, Entry<V>>, key: string, value: V): boolean => {
+  const entry = map.get(key)
+  if (entry === undefined) {
+    map.set(key, value)
+    return true
   }
-  map.set(key, new Set([value]))
-  return true
+  if (entry instanceof Set) entry.add(value)
+  else if (entry !== value) map.set(key, new Set([entry, value]))
+  return false
 }
 
 /** Removes `value` from under `key`; true when that emptied the key. */
-const deleteFrom = <V>(map: Map<string, Set<V>>, key: string, value: V): boolean => {
-  const values = map.get(key)
-  if (values === undefined || !values.delete(value) || values.size > 0) return false
-  map.delete(key)
-  return true
+const deleteFrom = <V extends object>(map: Map<string, Entry<V>>, key: string, value: V): boolean => {
+  const entry = map.get(key)
+  if (entry === value) {
+    map.delete(key)
+    return true
+  }
+  if (entry instanceof Set && entry.delete(value) && entry.size === 1) {
+    map.set(key, entry.values().next().value as V)
+  }
+  return false
 }

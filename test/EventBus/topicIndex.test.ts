@@ -19,9 +19,20 @@ const makeBus = (options?: EventBus.Options) =>
 const drain = (subscription: EventBus.Subscription): Array<string> =>
   inspectSubscriber(subscription).take().map((e) => `${e.topic}:${e.data}`)
 
-const visited = (index: TopicIndex<string>, topic: string): Array<string> => {
+/** An indexed value, one object per name. */
+interface Named {
+  readonly name: string
+}
+const values = new Map<string, Named>()
+const v = (name: string): Named => {
+  let value = values.get(name)
+  if (value === undefined) values.set(name, value = { name })
+  return value
+}
+
+const visited = (index: TopicIndex<Named>, topic: string): Array<string> => {
   const out: Array<string> = []
-  index.forEach(topic, (value) => out.push(value))
+  index.forEach(topic, (value) => out.push(value.name))
   return out.sort()
 }
 
@@ -32,28 +43,31 @@ const naiveMatch = (patterns: ReadonlyArray<string>, topic: string): boolean =>
 
 describe("TopicIndex", () => {
   it("finds exact topics and every matching prefix, once per pattern, and forgets what is deleted", () => {
-    const index = new TopicIndex<string>()
+    const index = new TopicIndex<Named>()
     assert.isTrue(index.empty)
-    index.add("a/b", "exact")
-    index.add("a/*", "a")
-    index.add("a/b*", "ab")
-    index.add("a/b*", "ab2")
-    index.add("b*", "b")
-    index.add("a/*", "both")
-    index.add("a/b", "both")
+    index.add("a/b", v("exact"))
+    index.add("a/*", v("a"))
+    index.add("a/b*", v("ab"))
+    index.add("a/b*", v("ab2"))
+    index.add("a/b*", v("ab2")) // again: still once
+    index.add("b*", v("b"))
+    index.add("a/*", v("both"))
+    index.add("a/b", v("both"))
     assert.deepStrictEqual(visited(index, "a/b"), ["a", "ab", "ab2", "both", "both", "exact"])
     assert.deepStrictEqual(visited(index, "a/bc"), ["a", "ab", "ab2", "both"])
     assert.deepStrictEqual(visited(index, "a/"), ["a", "both"], "a prefix matches the topic equal to it")
     assert.deepStrictEqual(visited(index, "a"), [], "a topic shorter than every prefix")
     assert.deepStrictEqual(visited(index, "bb/x"), ["b"])
     assert.deepStrictEqual(visited(index, "c"), [])
-    index.delete("a/b*", "ab")
-    index.delete("a/b*", "ab2")
-    index.delete("a/b*", "never there")
-    index.delete("zzz", "never there")
+    index.delete("a/b*", v("ab"))
+    assert.deepStrictEqual(visited(index, "a/bc"), ["a", "ab2", "both"], "one value left under a key")
+    index.delete("a/b*", v("never there"))
+    index.delete("a/b*", v("ab2"))
+    index.delete("a/b*", v("ab2"))
+    index.delete("zzz", v("never there"))
     assert.deepStrictEqual(visited(index, "a/bc"), ["a", "both"])
-    for (const [p, v] of [["a/b", "exact"], ["a/*", "a"], ["b*", "b"], ["a/*", "both"], ["a/b", "both"]] as const) {
-      index.delete(p, v)
+    for (const [pattern, name] of [["a/b", "exact"], ["a/*", "a"], ["b*", "b"], ["a/*", "both"], ["a/b", "both"]] as const) {
+      index.delete(pattern, v(name))
     }
     assert.isTrue(index.empty)
     assert.deepStrictEqual(visited(index, "a/b"), [])
