@@ -25,7 +25,8 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   S10: () => import("./scenarios/s10.js").then((m) => m.s10),
   S11: () => import("./scenarios/s11.js").then((m) => m.s11),
   S12: () => import("./scenarios/s12.js").then((m) => m.s12),
-  S13: () => import("./scenarios/s13.js").then((m) => m.s13)
+  S13: () => import("./scenarios/s13.js").then((m) => m.s13),
+  S14: () => import("./scenarios/s14.js").then((m) => m.s14)
 }
 
 const argv = process.argv.slice(2)

@@ -30,6 +30,7 @@ import {
 import * as metrics from "./metrics.js"
 import { fits, Replay } from "./replay.js"
 import { frameOf, frameSizeOf } from "./sse.js"
+import { TopicIndex } from "./topicIndex.js"
 
 const END_REASONS: ReadonlyArray<EventBus.EndReason> = [
   "overflow",
@@ -67,7 +68,7 @@ const ENDED: Taken = [Chunk.empty(), true]
  * @internal
  */
 export class Subscriber {
-  /** Position in `Hub.active`, -1 once ended. */
+  /** Position in its fan-out list (`Hub.everyTopic` or its matcher's `subs`), -1 once out of it. */
   index = -1
   buffer: Array<Event.Event> = []
   bytes = 0
@@ -90,7 +91,7 @@ export class Subscriber {
   /** Created on first `await`: most subscriptions (every SSE connection) never need it. */
   private endedDeferred: Deferred.Deferred<EventBus.EndReason> | undefined = undefined
 
-  /** Topics and filter together: what the slow path and the replay test each event with. */
+  /** Topics and filter together: what the replay tests each event with (the fan-out finds topics through the index). */
   readonly match: ((event: Event.Event) => boolean) | undefined
   /** Consumed by a writer chosen at construction (an SSE connection), not by `takeAll` / `events`. */
   readonly external: boolean
@@ -236,16 +237,31 @@ export class Subscriber {
 /**
  * The compiled topic set of one or more subscribers. Every subscriber with the same set shares one
  * matcher, so the fan-out filters a batch once per set and hands the same read-only result to each.
+ * The hub's topic index finds the matchers an event reaches, so a batch costs nothing for a set it
+ * does not touch.
  * @internal
  */
 export class TopicMatcher {
   refs = 0
-  /** The batch (`Hub.batches`) that `events` and `bytes` were computed for. */
+  /** The batch (`Hub.batches`) that `events` was picked for; `events` is emptied once delivered. */
   batch = -1
-  events: Array<Event.Event> = []
-  bytes = 0
-  constructor(readonly key: string, readonly test: (event: Event.Event) => boolean) {}
+  events: Array<Event.Event> = NONE
+  /** The byte size of `events`, -1 until a subscriber takes them whole. */
+  bytes = -1
+  /** The last event (`Hub.stamps`) added to `events`: an event reached through two patterns is added once. */
+  stamp = -1
+  /** Its subscribers still accepting events: the fan-out list of this set. */
+  readonly subs: Array<Subscriber> = []
+  constructor(
+    readonly key: string,
+    /** The distinct patterns, as indexed. */
+    readonly patterns: ReadonlyArray<string>,
+    readonly test: (event: Event.Event) => boolean
+  ) {}
 }
+
+/** The empty `events` of a matcher between batches (never pushed to: a batch starts a fresh array). */
+const NONE: Array<Event.Event> = []
 
 /**
  * The fan-out registry. `onEvents` is the log's follower: it runs synchronously for every appended
@@ -254,11 +270,19 @@ export class TopicMatcher {
  */
 export class Hub {
   constructor(readonly maxReplayBytes: number) {}
-  readonly active: Array<Subscriber> = []
+  /** The subscribers to every topic still accepting events: every batch visits each of them. */
+  readonly everyTopic: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
   private readonly matchers = new Map<string, TopicMatcher>()
-  /** Counts fan-out batches, to tell a matcher's cached result from a stale one. */
+  /** Every live matcher under each of its patterns: the fan-out visits only the sets a batch touches. */
+  private readonly index = new TopicIndex<TopicMatcher>()
+  /** Counts fan-out batches, to tell a matcher's share of this batch from an old one. */
   private batches = 0
+  /** Counts fanned-out events, to add an event once to a set it reaches through several patterns. */
+  private stamps = 0
+  /** Fan-outs in progress, and the subscribers that ended during them (taken out of their lists after). */
+  private fanning = 0
+  private readonly leaving: Array<Subscriber> = []
   position = 0
   epoch = ""
   shuttingDown = false
@@ -290,107 +314,164 @@ export class Hub {
   readonly onEvents = (events: ReadonlyArray<Event.Event>): void => {
     const n = events.length
     if (n === 0) return
-    const firstSeq = events[0]!.id.seq
     this.position = events[n - 1]!.id.seq
     this.published += n
     metrics.published.unsafeUpdate(n, NO_LABELS)
-    const active = this.active
-    if (active.length === 0) return
+    const everyTopic = this.everyTopic
+    if (everyTopic.length === 0 && this.index.empty) return
     // Each subscriber is complete once its turn ends, so it is notified right then; a notification
-    // only schedules work (a fiber resume, a writer flush) and never re-enters the fan-out.
-    // A subscriber without a predicate whose buffer is empty takes its topic set's share of the batch
-    // as one read-only array, computed once per set (for no topics, a private copy of the batch):
-    // the common case then costs O(1) per subscriber, not O(events).
-    const batch = ++this.batches
+    // only schedules work (a fiber resume, a writer flush) and never re-enters the fan-out. A
+    // subscriber that ends meanwhile (overflow, a throwing filter, or any `end` a filter causes)
+    // stays in its list until the batch is done: the loops skip it, and no list is reordered under them.
+    this.fanning++
+    try {
+      const batch = ++this.batches
+      if (everyTopic.length > 0) this.fanToEveryTopic(events)
+      if (!this.index.empty) this.fanByTopic(events, batch)
+    } finally {
+      if (--this.fanning === 0 && this.leaving.length > 0) this.leave()
+    }
+  }
+
+  /**
+   * The subscribers to every topic: one without a predicate and with an empty buffer takes the batch
+   * as one read-only array (a private copy of it, made once and shared), in O(1); others take the slow path.
+   */
+  private fanToEveryTopic(events: ReadonlyArray<Event.Event>): void {
+    const everyTopic = this.everyTopic
+    const firstSeq = events[0]!.id.seq
     let shared: Array<Event.Event> | undefined = undefined
     let sharedBytes = 0
-    for (let j = 0; j < active.length; j++) {
-      const sub = active[j]!
+    for (let j = 0; j < everyTopic.length; j++) {
+      const sub = everyTopic[j]!
+      if (sub.endReason !== undefined) continue
       if (sub.filter === undefined && sub.buffer.length === 0 && sub.floor < firstSeq) {
-        let group: Array<Event.Event>
-        let groupBytes: number
-        const topics = sub.topics
-        if (topics === undefined) {
-          if (shared === undefined) {
-            shared = events.slice()
-            const sizeOf = sub.encodes ? encodedSize : frameSizeOf
-            for (let i = 0; i < n; i++) sharedBytes += sizeOf(events[i]!)
-          }
-          group = shared
-          groupBytes = sharedBytes
-        } else {
-          if (topics.batch !== batch) {
-            const picked: Array<Event.Event> = []
-            const sizeOf = sub.encodes ? encodedSize : frameSizeOf
-            let bytes = 0
-            for (let i = 0; i < n; i++) {
-              const event = events[i]!
-              if (topics.test(event)) {
-                picked.push(event)
-                bytes += sizeOf(event)
-              }
-            }
-            topics.batch = batch
-            topics.events = picked
-            topics.bytes = bytes
-          }
-          group = topics.events
-          groupBytes = topics.bytes
+        if (shared === undefined) {
+          shared = events.slice()
+          const sizeOf = sub.encodes ? encodedSize : frameSizeOf
+          for (let i = 0; i < shared.length; i++) sharedBytes += sizeOf(shared[i]!)
         }
-        if (group.length === 0) continue
-        if (group.length <= sub.maxEvents && groupBytes <= sub.maxBytes) {
-          sub.buffer = group
-          sub.shared = true
-          sub.bytes = groupBytes
-          this.bufferedEvents += group.length
-          this.bufferedBytes += groupBytes
-          const notify = sub.notify
-          if (notify !== undefined) notify()
-          continue
-        }
+        if (this.share(sub, shared, sharedBytes)) continue
       }
-      const beforeEvents = sub.buffer.length
-      const beforeBytes = sub.bytes
-      for (let i = 0; i < n; i++) {
-        const event = events[i]!
-        if (event.id.seq <= sub.floor) continue
-        if (sub.match !== undefined && !safeMatch(sub, event)) {
-          if (sub.endReason !== undefined) break // the filter threw and ended it
-          continue
-        }
-        const size = sub.encodes ? encodedSize(event) : frameSizeOf(event)
-        if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
-          sub.end("overflow")
-          break
-        }
-        if (sub.shared) {
-          sub.buffer = sub.buffer.slice()
-          sub.shared = false
-        }
-        sub.buffer.push(event)
-        sub.bytes += size
+      this.push(sub, events)
+    }
+  }
+
+  /**
+   * Picks, in log order, each topic set's share of the batch through the index (one event once per
+   * set, however many of its patterns match), then hands every touched set's share to its subscribers.
+   * Sets the batch does not touch cost nothing.
+   */
+  private fanByTopic(events: ReadonlyArray<Event.Event>, batch: number): void {
+    const touched: Array<TopicMatcher> = []
+    let event = events[0]!
+    let stamp = 0
+    const pick = (matcher: TopicMatcher): void => {
+      if (matcher.stamp === stamp) return
+      matcher.stamp = stamp
+      if (matcher.batch !== batch) {
+        matcher.batch = batch
+        matcher.events = []
+        matcher.bytes = -1
+        touched.push(matcher)
       }
-      this.bufferedEvents += sub.buffer.length - beforeEvents
-      this.bufferedBytes += sub.bytes - beforeBytes
-      if (sub.endReason !== undefined) {
-        j-- // it left `active` (and `end` notified it): the subscriber swapped into its place is next
-      } else if (sub.buffer.length > beforeEvents) {
-        const notify = sub.notify
-        if (notify !== undefined) notify()
+      matcher.events.push(event)
+    }
+    for (let i = 0; i < events.length; i++) {
+      event = events[i]!
+      stamp = ++this.stamps
+      this.index.forEach(event.topic, pick)
+    }
+    for (let t = 0; t < touched.length; t++) {
+      const matcher = touched[t]!
+      const group = matcher.events
+      const subs = matcher.subs
+      for (let j = 0; j < subs.length; j++) {
+        const sub = subs[j]!
+        if (sub.endReason === undefined) this.offerGroup(sub, matcher, group)
       }
+      matcher.events = NONE // delivered: the matcher holds no event between batches
+    }
+  }
+
+  /**
+   * A subscriber with topics: without a predicate and with an empty buffer it takes its set's share
+   * as the same read-only array as every other such subscriber of the set, else the slow path over
+   * the share.
+   */
+  private offerGroup(sub: Subscriber, matcher: TopicMatcher, group: Array<Event.Event>): void {
+    if (sub.filter === undefined && sub.buffer.length === 0 && sub.floor < group[0]!.id.seq) {
+      if (matcher.bytes < 0) {
+        const sizeOf = sub.encodes ? encodedSize : frameSizeOf
+        let bytes = 0
+        for (let i = 0; i < group.length; i++) bytes += sizeOf(group[i]!)
+        matcher.bytes = bytes
+      }
+      if (this.share(sub, group, matcher.bytes)) return
+    }
+    this.push(sub, group)
+  }
+
+  /** Hands a read-only array to an empty buffer, if it fits the caps. */
+  private share(sub: Subscriber, group: Array<Event.Event>, bytes: number): boolean {
+    if (group.length > sub.maxEvents || bytes > sub.maxBytes) return false
+    sub.buffer = group
+    sub.shared = true
+    sub.bytes = bytes
+    this.bufferedEvents += group.length
+    this.bufferedBytes += bytes
+    const notify = sub.notify
+    if (notify !== undefined) notify()
+    return true
+  }
+
+  /**
+   * The slow path: appends each event past the floor that the subscriber's filter accepts (the
+   * events already match its topics), ending it as `overflow` at a cap.
+   */
+  private push(sub: Subscriber, events: ReadonlyArray<Event.Event>): void {
+    const beforeEvents = sub.buffer.length
+    const beforeBytes = sub.bytes
+    const filter = sub.filter
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      if (event.id.seq <= sub.floor) continue
+      if (filter !== undefined && !safeFilter(sub, filter, event)) {
+        if (sub.endReason !== undefined) break // the filter threw and ended it
+        continue
+      }
+      const size = sub.encodes ? encodedSize(event) : frameSizeOf(event)
+      if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
+        sub.end("overflow")
+        break
+      }
+      if (sub.shared) {
+        sub.buffer = sub.buffer.slice()
+        sub.shared = false
+      }
+      sub.buffer.push(event)
+      sub.bytes += size
+    }
+    this.bufferedEvents += sub.buffer.length - beforeEvents
+    this.bufferedBytes += sub.bytes - beforeBytes
+    if (sub.endReason === undefined && sub.buffer.length > beforeEvents) {
+      const notify = sub.notify
+      if (notify !== undefined) notify()
     }
   }
 
   /** The shared matcher of a validated topic set, or `undefined` when it matches every topic. */
   acquireMatcher(patterns: ReadonlyArray<string>): TopicMatcher | undefined {
     if (patterns.length === 0) return undefined
-    const key = Array.from(new Set(patterns)).sort().join("\n")
+    const distinct = Array.from(new Set(patterns)).sort()
+    const key = distinct.join("\n")
     let matcher = this.matchers.get(key)
     if (matcher === undefined) {
-      const topicMatch = compileTopics(patterns)
+      const topicMatch = compileTopics(distinct)
       if (topicMatch === undefined) return undefined
-      matcher = new TopicMatcher(key, (event) => topicMatch(event.topic))
+      matcher = new TopicMatcher(key, distinct, (event) => topicMatch(event.topic))
       this.matchers.set(key, matcher)
+      for (const pattern of distinct) this.index.add(pattern, matcher)
     }
     matcher.refs++
     return matcher
@@ -399,25 +480,47 @@ export class Hub {
   releaseMatcher(matcher: TopicMatcher): void {
     if (--matcher.refs > 0) return
     this.matchers.delete(matcher.key)
-    matcher.events = []
+    for (const pattern of matcher.patterns) this.index.delete(pattern, matcher)
+    matcher.events = NONE
   }
 
   register(sub: Subscriber): void {
-    sub.index = this.active.length
-    this.active.push(sub)
+    const list = this.listOf(sub)
+    sub.index = list.length
+    list.push(sub)
     this.all.add(sub)
     metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
   }
 
+  /** Takes an ended subscriber out of the fan-out (after the batch, if one is being fanned out). */
   deactivate(sub: Subscriber): void {
+    if (sub.index < 0) return
+    if (this.fanning > 0) this.leaving.push(sub)
+    else this.unlist(sub)
+  }
+
+  /** The fan-out list a subscriber sits in. */
+  private listOf(sub: Subscriber): Array<Subscriber> {
+    return sub.topics === undefined ? this.everyTopic : sub.topics.subs
+  }
+
+  private unlist(sub: Subscriber): void {
     const i = sub.index
     if (i < 0) return
-    const last = this.active.pop()!
+    const list = this.listOf(sub)
+    const last = list.pop()!
     if (last !== sub) {
-      this.active[i] = last
+      list[i] = last
       last.index = i
     }
     sub.index = -1
+  }
+
+  /** Takes out the subscribers that ended during a fan-out. */
+  private leave(): void {
+    const leaving = this.leaving
+    for (let i = 0; i < leaving.length; i++) this.unlist(leaving[i]!)
+    leaving.length = 0
   }
 
   remove(sub: Subscriber): void {
@@ -493,9 +596,9 @@ export class Hub {
 
 const encodedSize = (event: Event.Event): number => frameOf(event).byteLength
 
-const safeMatch = (sub: Subscriber, event: Event.Event): boolean => {
+const safeFilter = (sub: Subscriber, filter: (event: Event.Event) => boolean, event: Event.Event): boolean => {
   try {
-    return sub.match!(event)
+    return filter(event)
   } catch {
     // A throwing filter must not break the fan-out for anyone else: end only this subscriber.
     sub.end("closed")
