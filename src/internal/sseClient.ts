@@ -315,14 +315,26 @@ export const streamWithStatus = <A = string, E = never, R = never>(
     })
     return Stream.forever(next)
   }))
-  const decode = options?.decode
-  if (decode === undefined) return loop as Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError>
+  return decodeItems(loop, options?.decode)
+}
+
+/** The messages of `items` with their data decoded by `decode` (none: as they are). @internal */
+export const decodeItems = <S extends { readonly _tag: string }, A, E, R, E2, R2>(
+  items: Stream.Stream<SseClient.Item | S, E2, R2>,
+  decode: SseClient.Decode<A, E, R> | undefined
+): Stream.Stream<SseClient.Item<A> | S, E | E2, R | R2> => {
+  if (decode === undefined) return items as Stream.Stream<SseClient.Item<A> | S, E2, R2>
   return Stream.mapEffect(
-    loop,
-    (item): Effect.Effect<SseClient.Item<A> | SseClient.Status, E, R> =>
+    items,
+    (item): Effect.Effect<SseClient.Item<A> | S, E, R> =>
       item._tag === "Message"
-        ? Effect.map(decode(item), (data): SseClient.Message<A> => ({ _tag: "Message", id: item.id, type: item.type, data }))
-        : Effect.succeed(item)
+        ? Effect.map(decode(item as SseClient.Message), (data): SseClient.Message<A> => ({
+          _tag: "Message",
+          id: (item as SseClient.Message).id,
+          type: (item as SseClient.Message).type,
+          data
+        }))
+        : Effect.succeed(item as SseClient.Reset | S)
   )
 }
 
