@@ -32,6 +32,7 @@ export interface Config {
   readonly maxBackoff: number
   readonly idleTimeout: number | undefined
   readonly maxEventSize: number
+  readonly maxRetryAfter: number
 }
 
 /** Thrown inside {@link resolve} only, and turned into a typed error there. */
@@ -63,7 +64,8 @@ export const resolve = (options: SseClient.Options | undefined): Either.Either<C
       backoff: millis("backoff", options?.backoff, 1_000),
       maxBackoff: millis("maxBackoff", options?.maxBackoff, 30_000),
       idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
-      maxEventSize
+      maxEventSize,
+      maxRetryAfter: millis("maxRetryAfter", options?.maxRetryAfter, 60_000)
     })
   } catch (error) {
     if (!(error instanceof BadOption)) throw error
@@ -79,6 +81,20 @@ export const resolve = (options: SseClient.Options | undefined): Either.Either<C
  */
 export const reconnectDelay = (config: Config, retry: number, failures: number, jitter: number): number =>
   failures === 0 ? retry : retry + Math.floor(jitter * Math.min(config.maxBackoff, config.backoff * 2 ** (failures - 1)))
+
+/**
+ * A `Retry-After` value in milliseconds from `now`: delay-seconds or an HTTP date (a past date is
+ * 0); `undefined` when absent or unreadable.
+ * @internal
+ */
+export const retryAfter = (value: string | undefined, now: number): number | undefined => {
+  if (value === undefined) return undefined
+  const text = value.trim()
+  if (/^\d+$/.test(text)) return Math.min(Number(text), 2 ** 31) * 1000
+  if (!/[a-z]/i.test(text)) return undefined // a number with a sign or a fraction is neither form
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
 
 /** Nothing arrived within the idle timeout (internal: it becomes a `Disconnected` value). */
 class IdleTimeout {
@@ -264,7 +280,14 @@ const connection = (
     const refused = terminal(response)
     if (refused !== undefined) return Stream.fail(refused)
     if (response.status !== 200) {
-      attempt.cause = { _tag: "ServerError", status: response.status }
+      const status = response.status
+      attempt.cause = {
+        _tag: "ServerError",
+        status,
+        retryAfter: status === 429 || status === 503
+          ? retryAfter(response.headers["retry-after"], clock.unsafeCurrentTimeMillis())
+          : undefined
+      }
       return Stream.empty
     }
     const decoder = new Decoder(cursor, config.maxEventSize)
@@ -307,7 +330,10 @@ export const streamWithStatus = <A = string, E = never, R = never>(
       return connection(client, request, config, cursor, attempt).pipe(
         Stream.concat(Stream.unwrap(Effect.gen(function*() {
           failures = attempt.healthy ? 0 : failures + 1
-          const delay = reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
+          const asked = attempt.cause._tag === "ServerError" ? attempt.cause.retryAfter : undefined
+          const delay = asked !== undefined
+            ? Math.min(asked, config.maxRetryAfter)
+            : reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
           const disconnected: SseClient.Disconnected = { _tag: "Disconnected", cause: attempt.cause, delay, failures }
           return Stream.concat(Stream.make(disconnected), Stream.fromEffect(Effect.sleep(delay)).pipe(Stream.drain))
         })))
