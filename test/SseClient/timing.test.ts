@@ -174,7 +174,8 @@ describe("SseClient timing", () => {
           assert.strictEqual(server.requests.length, k, `no request before the wait ${k} is over`)
           yield* TestClock.adjust(1)
         }
-        yield* waitFor(`request ${k + 1}`, () => server.requests.length === k + 1)
+        // (After a wait of 0 the next answer, and the request after it, may come at once.)
+        yield* waitFor(`request ${k + 1}`, () => server.requests.length >= k + 1)
       }
       yield* waitFor("the message", () => seen.some((s) => s.item._tag === "Message"))
       yield* Fiber.interrupt(fiber)
