@@ -16,7 +16,7 @@ import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as SseClient from "../SseClient.js"
-import { type Cursor, type Decoded, Decoder, makeCursor, TOO_LARGE } from "./sseClientDecoder.js"
+import { type Cursor, type Decoded, Decoder, makeCursor } from "./sseClientDecoder.js"
 
 /** @internal */
 export class SseClientError extends Data.TaggedError("SseClientError")<{
@@ -191,22 +191,50 @@ interface Activity {
   idle: boolean
 }
 
-/** The body's bytes, keeping `activity` up to date around every read. */
-const watched = (
+/** The items `bytes` completed (the size-limit sentinel left out: `decoder.tooLarge` says it). */
+const decodeBytes = (decoder: Decoder, bytes: Chunk.Chunk<Uint8Array>): Array<SseClient.Item> => {
+  let out: Array<Decoded> = []
+  for (const piece of bytes) {
+    const decoded = decoder.feed(piece)
+    if (out.length === 0) out = decoded
+    else for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
+    if (decoder.tooLarge) {
+      out.pop() // TOO_LARGE
+      break
+    }
+  }
+  return out as Array<SseClient.Item>
+}
+
+/**
+ * The body's bytes decoded into items: one chunk per read that completed any (a read that completed
+ * none reads on), ending after an event over the size limit. With `activity`, keeps it up to date
+ * around every read for the watchdog.
+ */
+const items = (
   response: HttpClientResponse.HttpClientResponse,
   clock: Clock.Clock,
-  activity: Activity
-): Stream.Stream<Uint8Array, HttpClientError.ResponseError> =>
+  activity: Activity | undefined,
+  decoder: Decoder
+): Stream.Stream<SseClient.Item, HttpClientError.ResponseError> =>
   Stream.unwrapScoped(Effect.map(Stream.toPull(response.stream), (pull) => {
     const done = Effect.sync(() => {
-      activity.reading = false
-      activity.at = clock.unsafeCurrentTimeMillis()
+      activity!.reading = false
+      activity!.at = clock.unsafeCurrentTimeMillis()
     })
-    return Stream.repeatEffectChunkOption(Effect.suspend(() => {
+    const read = activity === undefined ? pull : Effect.suspend(() => {
       activity.reading = true
       activity.at = clock.unsafeCurrentTimeMillis()
       return Effect.ensuring(pull, done)
-    }))
+    })
+    const next: Effect.Effect<Chunk.Chunk<SseClient.Item>, Option.Option<HttpClientError.ResponseError>> = Effect.suspend(
+      () =>
+        decoder.tooLarge ? Effect.fail(Option.none()) : Effect.flatMap(read, (bytes) => {
+          const out = decodeBytes(decoder, bytes)
+          return out.length === 0 && !decoder.tooLarge ? next : Effect.succeed(Chunk.unsafeFromArray(out))
+        })
+    )
+    return Stream.repeatEffectChunkOption(next)
   }))
 
 /** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
@@ -218,17 +246,7 @@ const body = (
   decoder: Decoder,
   attempt: Attempt
 ): Stream.Stream<Output, SseClientError> =>
-  (config.idleTimeout === undefined ? response.stream : watched(response, clock, activity)).pipe(
-    Stream.mapChunks((chunk) => {
-      const out: Array<Decoded> = []
-      for (const piece of chunk) {
-        const decoded = decoder.feed(piece)
-        for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
-        if (decoder.tooLarge) break
-      }
-      return Chunk.unsafeFromArray(out)
-    }),
-    Stream.takeWhile((item): item is SseClient.Item => item !== TOO_LARGE),
+  items(response, clock, config.idleTimeout === undefined ? undefined : activity, decoder).pipe(
     Stream.catchAll((error) => {
       attempt.cause = activity.idle ? IDLE : networkError(error)
       return Stream.empty
@@ -369,7 +387,22 @@ export const stream = <A = string, E = never, R = never>(
   url: string | URL,
   options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
 ): Stream.Stream<SseClient.Item<A>, SseClientError | E, HttpClient.HttpClient | R> =>
-  Stream.filter(streamWithStatus(url, options), isItem)
+  onlyItems(streamWithStatus(url, options))
 
-const isItem = <A, B>(item: SseClient.Item<A> | B): item is SseClient.Item<A> =>
-  typeof item === "object" && item !== null && "_tag" in item && (item._tag === "Message" || item._tag === "Reset")
+/**
+ * The items of `stream` without its status values. Statuses are rare, so a chunk without one goes
+ * through as it is, without a copy.
+ * @internal
+ */
+export const onlyItems = <A, S extends { readonly _tag: string }, E, R>(
+  stream: Stream.Stream<SseClient.Item<A> | S, E, R>
+): Stream.Stream<SseClient.Item<A>, E, R> =>
+  Stream.mapChunks(stream, (chunk): Chunk.Chunk<SseClient.Item<A>> => {
+    for (const item of chunk) {
+      if (!isItem(item)) return Chunk.filter(chunk, (i): i is SseClient.Item<A> => isItem(i))
+    }
+    return chunk as Chunk.Chunk<SseClient.Item<A>>
+  })
+
+const isItem = <A>(item: { readonly _tag: string }): item is SseClient.Item<A> =>
+  item._tag === "Message" || item._tag === "Reset"

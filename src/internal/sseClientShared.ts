@@ -10,7 +10,7 @@ import type * as Event from "../Event.js"
 import type * as SseClient from "../SseClient.js"
 import type * as SseClientShared from "../SseClientShared.js"
 import { parseId } from "./event.js"
-import { decodeItems, SseClientError, streamWithStatus as ownStream } from "./sseClient.js"
+import { decodeItems, onlyItems, SseClientError, streamWithStatus as ownStream } from "./sseClient.js"
 
 /** One item as the leader hands it out; `fresh`: the frame carried an id of its own (only those are de-duplicated). */
 interface Entry {
@@ -305,7 +305,4 @@ export const stream = <A = string, E = never, R = never>(
   url: string | URL,
   options?: SseClientShared.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
 ): Stream.Stream<SseClient.Item<A>, SseClientError | E, HttpClient.HttpClient | R> =>
-  Stream.filter(
-    streamWithStatus(url, options),
-    (item): item is SseClient.Item<A> => item._tag === "Message" || item._tag === "Reset"
-  )
+  onlyItems(streamWithStatus(url, options))
