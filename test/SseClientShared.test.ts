@@ -5,6 +5,7 @@
  * published, the leader tab is closed three times; each time another tab takes the connection over
  * and resumes from the last id it received. Every tab that stays must get every event once, in
  * order; each closed tab got a gap-free prefix; the server never had more than one stream open.
+ * Then interrupting a follower's and the leader's stream ends each at once, and another tab leads.
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -127,5 +128,18 @@ describe("SseClientShared in Chromium", () => {
       assert.strictEqual(leaders, 1 + CLOSES, "one leadership, then one per closed leader")
       assert.strictEqual(most, 1, "never more than one stream open at the server")
       assert.strictEqual(requests, 1 + CLOSES, "one SSE request per leadership")
+
+      // Interrupting a tab's stream ends it at once, waiting for the lock or holding it.
+      const leader = states.findIndex((s) => s.leading > 0)
+      const follower = states.findIndex((s) => s.leading === 0)
+      for (const i of [follower, leader]) {
+        yield* Effect.promise(() => open[i]!.evaluate(() => (window as unknown as { stop: () => void }).stop()))
+        yield* waitForEffect(`tab ${i}'s stream to end`, seenOf(open[i]!), (s) => s.stopped, 10_000)
+      }
+      // The lock passed on: another tab leads and connects.
+      const leaderships = (all: ReadonlyArray<Seen>) => all.reduce((n, s) => n + s.leading, 0)
+      yield* waitForEffect("a new leader", Effect.all(open.map(seenOf)), (all) => leaderships(all) === leaderships(states) + 1, 20_000)
+      yield* waitForEffect("its stream", Effect.all(open.map(seenOf)), (all) => all.reduce((n, s) => n + s.connects, 0) === 1 + states.reduce((n, s) => n + s.connects, 0), 20_000)
+      yield* waitForEffect("one stream at the server", route.connections, (n) => n === 1, 20_000)
     }), { timeout: 120_000 })
 })

@@ -187,16 +187,22 @@ export const keyOf = (url: string | URL, options: SseClientShared.Options | unde
   return `sluice/SseClient ${href} ${JSON.stringify(topics)}`
 }
 
-/** Holds the Web Lock `name` for the current scope (waits until it is granted). */
+/**
+ * Holds the Web Lock `name` for the current scope, once granted. The wait is interruptible: an
+ * interrupted request is aborted, and a lock granted meanwhile is released by the scope.
+ */
 const holdLock = (api: Locks, name: string): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.async<() => void>((resume, signal) => {
-      api.request(name, { signal }, () => new Promise<void>((release) => resume(Effect.succeed(() => release())))).catch(
-        () => {} // aborted: this tab's stream ended before the lock came
-      )
-    }),
-    (release) => Effect.sync(release)
-  ).pipe(Effect.asVoid)
+  Effect.gen(function*() {
+    let release: (() => void) | undefined
+    yield* Effect.addFinalizer(() => Effect.sync(() => release?.()))
+    yield* Effect.async<void>((resume, signal) => {
+      api.request(name, { signal }, () =>
+        new Promise<void>((done) => {
+          release = done
+          resume(Effect.void)
+        })).catch(() => {}) // aborted: this tab's stream ended before the lock came
+    })
+  })
 
 const randomTerm = (): string => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`
 

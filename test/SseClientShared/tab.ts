@@ -5,6 +5,7 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as SseClientShared from "../../src/SseClientShared.js"
 
@@ -17,12 +18,14 @@ export interface Seen {
   leading: number
   connects: number
   error: string | undefined
+  /** Set once the stream's fiber ended after `window.stop()`. */
+  stopped: boolean
 }
 
-const seen: Seen = { ids: [], resets: [], leading: 0, connects: 0, error: undefined }
+const seen: Seen = { ids: [], resets: [], leading: 0, connects: 0, error: undefined, stopped: false }
 ;(window as unknown as { seen: Seen }).seen = seen
 
-Effect.runFork(
+const fiber = Effect.runFork(
   SseClientShared.streamWithStatus("/events", { topics: ["tabs"], heartbeat: "1 second" }).pipe(
     Stream.runForEach((item) =>
       Effect.sync(() => {
@@ -36,3 +39,6 @@ Effect.runFork(
     Effect.catchAllCause((cause) => Effect.sync(() => (seen.error = String(cause))))
   )
 )
+;(window as unknown as { stop: () => void }).stop = () => {
+  Effect.runFork(Effect.andThen(Fiber.interrupt(fiber), () => (seen.stopped = true)))
+}
