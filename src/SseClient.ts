@@ -84,7 +84,9 @@ export interface Connected {
  * - `End`: the server ended the stream cleanly; `reason` is sluice's `event: end` reason
  *   (`overflow`, `stalled`, `lifetime`, `shutdown`, `unavailable`), `undefined` without one.
  * - `NetworkError`: refused, reset or broken before or during the body.
- * - `ServerError`: a retryable status (`5xx`, `408`, `429`).
+ * - `ServerError`: a retryable status (`5xx`, `408`, `429`); `retryAfter` is the wait a `429` or
+ *   `503` asked for with `Retry-After` (milliseconds), which then replaces the backoff, capped at
+ *   {@link Options.maxRetryAfter}.
  * - `Idle`: a read waited {@link Options.idleTimeout} without a byte (no event, no heartbeat).
  *
  * @since 0.1.0
@@ -93,7 +95,7 @@ export interface Connected {
 export type DisconnectCause =
   | { readonly _tag: "End"; readonly reason: string | undefined }
   | { readonly _tag: "NetworkError"; readonly message: string }
-  | { readonly _tag: "ServerError"; readonly status: number }
+  | { readonly _tag: "ServerError"; readonly status: number; readonly retryAfter: number | undefined }
   | { readonly _tag: "Idle" }
 
 /**
@@ -206,6 +208,11 @@ export interface Options {
    * 3 × `heartbeat`; `Duration.infinity` turns the check off).
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * Longest wait a `Retry-After` header (on `429` and `503`) is honoured with (default 60 s); it
+   * replaces the backoff for that attempt.
+   */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
   /** Most characters one event may buffer before the stream fails with `EventTooLarge` (default 4 Mi). */
   readonly maxEventSize?: number | undefined
 }

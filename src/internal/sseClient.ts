@@ -16,7 +16,7 @@ import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as SseClient from "../SseClient.js"
-import { type Cursor, type Decoded, Decoder, makeCursor, TOO_LARGE } from "./sseClientDecoder.js"
+import { type Cursor, type Decoded, Decoder, makeCursor } from "./sseClientDecoder.js"
 
 /** @internal */
 export class SseClientError extends Data.TaggedError("SseClientError")<{
@@ -32,6 +32,7 @@ export interface Config {
   readonly maxBackoff: number
   readonly idleTimeout: number | undefined
   readonly maxEventSize: number
+  readonly maxRetryAfter: number
 }
 
 /** Thrown inside {@link resolve} only, and turned into a typed error there. */
@@ -63,7 +64,8 @@ export const resolve = (options: SseClient.Options | undefined): Either.Either<C
       backoff: millis("backoff", options?.backoff, 1_000),
       maxBackoff: millis("maxBackoff", options?.maxBackoff, 30_000),
       idleTimeout: Number.isFinite(idle) && idle > 0 ? idle : undefined,
-      maxEventSize
+      maxEventSize,
+      maxRetryAfter: millis("maxRetryAfter", options?.maxRetryAfter, 60_000)
     })
   } catch (error) {
     if (!(error instanceof BadOption)) throw error
@@ -79,6 +81,20 @@ export const resolve = (options: SseClient.Options | undefined): Either.Either<C
  */
 export const reconnectDelay = (config: Config, retry: number, failures: number, jitter: number): number =>
   failures === 0 ? retry : retry + Math.floor(jitter * Math.min(config.maxBackoff, config.backoff * 2 ** (failures - 1)))
+
+/**
+ * A `Retry-After` value in milliseconds from `now`: delay-seconds or an HTTP date (a past date is
+ * 0); `undefined` when absent or unreadable.
+ * @internal
+ */
+export const retryAfter = (value: string | undefined, now: number): number | undefined => {
+  if (value === undefined) return undefined
+  const text = value.trim()
+  if (/^\d+$/.test(text)) return Math.min(Number(text), 2 ** 31) * 1000
+  if (!/[a-z]/i.test(text)) return undefined // a number with a sign or a fraction is neither form
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
 
 /** Nothing arrived within the idle timeout (internal: it becomes a `Disconnected` value). */
 class IdleTimeout {
@@ -175,22 +191,50 @@ interface Activity {
   idle: boolean
 }
 
-/** The body's bytes, keeping `activity` up to date around every read. */
-const watched = (
+/** The items `bytes` completed (the size-limit sentinel left out: `decoder.tooLarge` says it). */
+const decodeBytes = (decoder: Decoder, bytes: Chunk.Chunk<Uint8Array>): Array<SseClient.Item> => {
+  let out: Array<Decoded> = []
+  for (const piece of bytes) {
+    const decoded = decoder.feed(piece)
+    if (out.length === 0) out = decoded
+    else for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
+    if (decoder.tooLarge) {
+      out.pop() // TOO_LARGE
+      break
+    }
+  }
+  return out as Array<SseClient.Item>
+}
+
+/**
+ * The body's bytes decoded into items: one chunk per read that completed any (a read that completed
+ * none reads on), ending after an event over the size limit. With `activity`, keeps it up to date
+ * around every read for the watchdog.
+ */
+const items = (
   response: HttpClientResponse.HttpClientResponse,
   clock: Clock.Clock,
-  activity: Activity
-): Stream.Stream<Uint8Array, HttpClientError.ResponseError> =>
+  activity: Activity | undefined,
+  decoder: Decoder
+): Stream.Stream<SseClient.Item, HttpClientError.ResponseError> =>
   Stream.unwrapScoped(Effect.map(Stream.toPull(response.stream), (pull) => {
     const done = Effect.sync(() => {
-      activity.reading = false
-      activity.at = clock.unsafeCurrentTimeMillis()
+      activity!.reading = false
+      activity!.at = clock.unsafeCurrentTimeMillis()
     })
-    return Stream.repeatEffectChunkOption(Effect.suspend(() => {
+    const read = activity === undefined ? pull : Effect.suspend(() => {
       activity.reading = true
       activity.at = clock.unsafeCurrentTimeMillis()
       return Effect.ensuring(pull, done)
-    }))
+    })
+    const next: Effect.Effect<Chunk.Chunk<SseClient.Item>, Option.Option<HttpClientError.ResponseError>> = Effect.suspend(
+      () =>
+        decoder.tooLarge ? Effect.fail(Option.none()) : Effect.flatMap(read, (bytes) => {
+          const out = decodeBytes(decoder, bytes)
+          return out.length === 0 && !decoder.tooLarge ? next : Effect.succeed(Chunk.unsafeFromArray(out))
+        })
+    )
+    return Stream.repeatEffectChunkOption(next)
   }))
 
 /** The body of one `200 text/event-stream` answer, decoded; records how it ended in `attempt`. */
@@ -202,17 +246,7 @@ const body = (
   decoder: Decoder,
   attempt: Attempt
 ): Stream.Stream<Output, SseClientError> =>
-  (config.idleTimeout === undefined ? response.stream : watched(response, clock, activity)).pipe(
-    Stream.mapChunks((chunk) => {
-      const out: Array<Decoded> = []
-      for (const piece of chunk) {
-        const decoded = decoder.feed(piece)
-        for (let i = 0; i < decoded.length; i++) out.push(decoded[i]!)
-        if (decoder.tooLarge) break
-      }
-      return Chunk.unsafeFromArray(out)
-    }),
-    Stream.takeWhile((item): item is SseClient.Item => item !== TOO_LARGE),
+  items(response, clock, config.idleTimeout === undefined ? undefined : activity, decoder).pipe(
     Stream.catchAll((error) => {
       attempt.cause = activity.idle ? IDLE : networkError(error)
       return Stream.empty
@@ -264,7 +298,14 @@ const connection = (
     const refused = terminal(response)
     if (refused !== undefined) return Stream.fail(refused)
     if (response.status !== 200) {
-      attempt.cause = { _tag: "ServerError", status: response.status }
+      const status = response.status
+      attempt.cause = {
+        _tag: "ServerError",
+        status,
+        retryAfter: status === 429 || status === 503
+          ? retryAfter(response.headers["retry-after"], clock.unsafeCurrentTimeMillis())
+          : undefined
+      }
       return Stream.empty
     }
     const decoder = new Decoder(cursor, config.maxEventSize)
@@ -307,7 +348,10 @@ export const streamWithStatus = <A = string, E = never, R = never>(
       return connection(client, request, config, cursor, attempt).pipe(
         Stream.concat(Stream.unwrap(Effect.gen(function*() {
           failures = attempt.healthy ? 0 : failures + 1
-          const delay = reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
+          const asked = attempt.cause._tag === "ServerError" ? attempt.cause.retryAfter : undefined
+          const delay = asked !== undefined
+            ? Math.min(asked, config.maxRetryAfter)
+            : reconnectDelay(config, cursor.retry ?? config.retry, failures, yield* Random.next)
           const disconnected: SseClient.Disconnected = { _tag: "Disconnected", cause: attempt.cause, delay, failures }
           return Stream.concat(Stream.make(disconnected), Stream.fromEffect(Effect.sleep(delay)).pipe(Stream.drain))
         })))
@@ -315,14 +359,26 @@ export const streamWithStatus = <A = string, E = never, R = never>(
     })
     return Stream.forever(next)
   }))
-  const decode = options?.decode
-  if (decode === undefined) return loop as Stream.Stream<SseClient.Item<A> | SseClient.Status, SseClientError>
+  return decodeItems(loop, options?.decode)
+}
+
+/** The messages of `items` with their data decoded by `decode` (none: as they are). @internal */
+export const decodeItems = <S extends { readonly _tag: string }, A, E, R, E2, R2>(
+  items: Stream.Stream<SseClient.Item | S, E2, R2>,
+  decode: SseClient.Decode<A, E, R> | undefined
+): Stream.Stream<SseClient.Item<A> | S, E | E2, R | R2> => {
+  if (decode === undefined) return items as Stream.Stream<SseClient.Item<A> | S, E2, R2>
   return Stream.mapEffect(
-    loop,
-    (item): Effect.Effect<SseClient.Item<A> | SseClient.Status, E, R> =>
+    items,
+    (item): Effect.Effect<SseClient.Item<A> | S, E, R> =>
       item._tag === "Message"
-        ? Effect.map(decode(item), (data): SseClient.Message<A> => ({ _tag: "Message", id: item.id, type: item.type, data }))
-        : Effect.succeed(item)
+        ? Effect.map(decode(item as SseClient.Message), (data): SseClient.Message<A> => ({
+          _tag: "Message",
+          id: (item as SseClient.Message).id,
+          type: (item as SseClient.Message).type,
+          data
+        }))
+        : Effect.succeed(item as SseClient.Reset | S)
   )
 }
 
@@ -331,7 +387,22 @@ export const stream = <A = string, E = never, R = never>(
   url: string | URL,
   options?: SseClient.Options & { readonly decode?: SseClient.Decode<A, E, R> | undefined }
 ): Stream.Stream<SseClient.Item<A>, SseClientError | E, HttpClient.HttpClient | R> =>
-  Stream.filter(streamWithStatus(url, options), isItem)
+  onlyItems(streamWithStatus(url, options))
 
-const isItem = <A, B>(item: SseClient.Item<A> | B): item is SseClient.Item<A> =>
-  typeof item === "object" && item !== null && "_tag" in item && (item._tag === "Message" || item._tag === "Reset")
+/**
+ * The items of `stream` without its status values. Statuses are rare, so a chunk without one goes
+ * through as it is, without a copy.
+ * @internal
+ */
+export const onlyItems = <A, S extends { readonly _tag: string }, E, R>(
+  stream: Stream.Stream<SseClient.Item<A> | S, E, R>
+): Stream.Stream<SseClient.Item<A>, E, R> =>
+  Stream.mapChunks(stream, (chunk): Chunk.Chunk<SseClient.Item<A>> => {
+    for (const item of chunk) {
+      if (!isItem(item)) return Chunk.filter(chunk, (i): i is SseClient.Item<A> => isItem(i))
+    }
+    return chunk as Chunk.Chunk<SseClient.Item<A>>
+  })
+
+const isItem = <A>(item: { readonly _tag: string }): item is SseClient.Item<A> =>
+  item._tag === "Message" || item._tag === "Reset"

@@ -6,7 +6,6 @@
  */
 import * as Either from "effect/Either"
 import { createParser, type EventSourceMessage, type EventSourceParser } from "eventsource-parser"
-import type * as Event from "../Event.js"
 import type * as SseClient from "../SseClient.js"
 import { parseId } from "./event.js"
 
@@ -18,8 +17,8 @@ import { parseId } from "./event.js"
 export interface Cursor {
   /** The `Last-Event-ID` to send; `""` sends none. */
   id: string
-  /** The last sluice id accepted; an id not after it within the same epoch is a duplicate. */
-  last: Event.EventId | undefined
+  /** The last sluice id accepted (updated in place); an id not after it within the same epoch is a duplicate. */
+  last: { readonly epoch: string; seq: number } | undefined
   /** The server's `retry:` in milliseconds, once it sent one. */
   retry: number | undefined
 }
@@ -88,9 +87,22 @@ export class Decoder {
       this.cursor.id = ""
       return
     }
+    const last = this.cursor.last
+    if (last !== undefined) {
+      // The usual case, without a regex or an allocation: the same epoch as the last id.
+      const seq = seqAfter(id, last.epoch)
+      if (seq >= 0) {
+        if (seq <= last.seq) {
+          this.stale = true
+          return
+        }
+        last.seq = seq
+        this.cursor.id = id
+        return
+      }
+    }
     const parsed = parseId(id)
     if (Either.isRight(parsed)) {
-      const last = this.cursor.last
       if (last !== undefined && last.epoch === parsed.right.epoch && parsed.right.seq <= last.seq) {
         this.stale = true
         return
@@ -136,6 +148,24 @@ export class Decoder {
     })
     return true
   }
+}
+
+/**
+ * The sequence number of `id` when it is `<epoch>-<seq>` for this (valid) `epoch`, with `seq` as
+ * `parseId` accepts it (no leading zero, at most 16 digits, a safe integer); -1 otherwise.
+ */
+const seqAfter = (id: string, epoch: string): number => {
+  const start = epoch.length + 1
+  const digits = id.length - start
+  if (digits < 1 || digits > 16 || id.charCodeAt(epoch.length) !== 45 /* - */ || !id.startsWith(epoch)) return -1
+  if (digits > 1 && id.charCodeAt(start) === 48 /* 0 */) return -1
+  let seq = 0
+  for (let i = start; i < id.length; i++) {
+    const digit = id.charCodeAt(i) - 48
+    if (digit < 0 || digit > 9) return -1
+    seq = seq * 10 + digit
+  }
+  return Number.isSafeInteger(seq) ? seq : -1
 }
 
 const reasonOf = (data: string): string | undefined => {

@@ -202,7 +202,7 @@ describe("SseClient against a raw node:http server", () => {
   it.scopedLive("503, 500, 429 and a refused connection are retried, never fatal", () =>
     Effect.gen(function*() {
       const server = yield* startRawServer((r) => {
-        if (r.index === 0) return r.res.writeHead(503, { "retry-after": "1" }).end()
+        if (r.index === 0) return r.res.writeHead(503, { "retry-after": "0" }).end()
         if (r.index === 1) return r.res.writeHead(500).end("boom")
         if (r.index === 2) return r.res.writeHead(429).end()
         if (r.index === 3) return r.req.socket.destroy()
@@ -211,9 +211,9 @@ describe("SseClient against a raw node:http server", () => {
       })
       const items = yield* collect(SseClient.streamWithStatus(server.url, fast), 6)
       assert.deepStrictEqual(items.map((i) => i._tag !== "Disconnected" ? i._tag : i.cause._tag === "ServerError" ? i.cause : i.cause._tag), [
-        { _tag: "ServerError", status: 503 },
-        { _tag: "ServerError", status: 500 },
-        { _tag: "ServerError", status: 429 },
+        { _tag: "ServerError", status: 503, retryAfter: 0 },
+        { _tag: "ServerError", status: 500, retryAfter: undefined },
+        { _tag: "ServerError", status: 429, retryAfter: undefined },
         "NetworkError",
         "Connected",
         "Message"

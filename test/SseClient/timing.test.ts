@@ -134,6 +134,59 @@ describe("SseClient timing", () => {
       }))
   }
 
+  it.scoped("Retry-After on 429 and 503 (seconds or HTTP date, capped) replaces the backoff; still retried", () =>
+    Effect.gen(function*() {
+      // The TestClock starts at the epoch: a date 20 s after it is 20 s from the start of the test.
+      const answers: ReadonlyArray<readonly [number, Record<string, string>]> = [
+        [503, { "retry-after": "7" }],
+        [429, { "retry-after": "Thu, 01 Jan 1970 00:00:20 GMT" }],
+        [503, { "retry-after": "86400" }], // a day: capped at maxRetryAfter
+        [429, { "retry-after": "Thu, 01 Jan 1970 00:00:01 GMT" }], // in the past: at once
+        [503, { "retry-after": "soon" }], // unreadable: the backoff
+        [500, { "retry-after": "5" }] // only 429 and 503 are read
+      ]
+      const server = yield* startRawServer((r) => {
+        const answer = answers[r.index]
+        if (answer !== undefined) return r.res.writeHead(answer[0], answer[1]).end()
+        sseHead(r.res)
+        r.res.write("id: e-1\ndata: up\n\n")
+      })
+      const { fiber, seen } = yield* run(server.url, { retry: "1 second", maxRetryAfter: "40 seconds" })
+      const waits: Array<number> = []
+      for (let k = 1; k <= answers.length; k++) {
+        yield* waitFor(`disconnect ${k}`, () => disconnects(seen).length >= k)
+        const d = disconnects(seen)[k - 1]!
+        waits.push(d.delay)
+        const now = yield* TestClock.currentTimeMillis
+        if (d.delay > 0) {
+          yield* sleepingUntil(now + d.delay)
+          yield* TestClock.adjust(d.delay - 1)
+          assert.strictEqual(server.requests.length, k, `no request before the wait ${k} is over`)
+          yield* TestClock.adjust(1)
+        }
+        // (After a wait of 0 the next answer, and the request after it, may come at once.)
+        yield* waitFor(`request ${k + 1}`, () => server.requests.length >= k + 1)
+      }
+      yield* waitFor("the message", () => seen.some((s) => s.item._tag === "Message"))
+      yield* Fiber.interrupt(fiber)
+      const causes = disconnects(seen).map((d) => d.cause)
+      assert.deepStrictEqual(causes, [
+        { _tag: "ServerError", status: 503, retryAfter: 7_000 },
+        { _tag: "ServerError", status: 429, retryAfter: 13_000 },
+        { _tag: "ServerError", status: 503, retryAfter: 86_400_000 },
+        { _tag: "ServerError", status: 429, retryAfter: 0 },
+        { _tag: "ServerError", status: 503, retryAfter: undefined },
+        { _tag: "ServerError", status: 500, retryAfter: undefined }
+      ])
+      assert.deepStrictEqual(waits.slice(0, 4), [7_000, 13_000, 40_000, 0])
+      // The last two: the retry plus full jitter over the backoff of the 5th and 6th failures.
+      assert.deepStrictEqual(disconnects(seen).map((d) => d.failures), [1, 2, 3, 4, 5, 6])
+      for (const [i, wait] of waits.slice(4).entries()) {
+        assert.isAtLeast(wait, 1_000)
+        assert.isBelow(wait, 1_000 + Math.min(30_000, 1_000 * 2 ** (4 + i)))
+      }
+    }))
+
   it.scoped("a slow consumer is not a dead connection: only a read waiting for bytes counts", () =>
     Effect.gen(function*() {
       const server = yield* startRawServer((r) => {

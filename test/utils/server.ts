@@ -32,6 +32,8 @@ export const startServer = (options?: {
   readonly tracer?: boolean
   /** Options of the `node:http` server (e.g. `maxHeaderSize`). */
   readonly http?: Http.ServerOptions
+  /** Routes added next to the route's (e.g. a test page on the same origin). */
+  readonly extend?: (router: typeof SseRoute.router) => typeof SseRoute.router
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
@@ -39,9 +41,10 @@ export const startServer = (options?: {
       server = Http.createServer(options?.http ?? {})
       return server
     }, { port: 0, host: "127.0.0.1" })
+    const router = options?.extend?.(SseRoute.router) ?? SseRoute.router
     const served = options?.tracer === false
-      ? HttpServer.serve(SseRoute.router).pipe(HttpMiddleware.withTracerDisabledWhen(() => true))
-      : HttpServer.serve(SseRoute.router)
+      ? HttpServer.serve(router).pipe(HttpMiddleware.withTracerDisabledWhen(() => true))
+      : HttpServer.serve(router)
     const appLayer = Layer.mergeAll(served, Layer.effectDiscard(Effect.void)).pipe(
       Layer.provideMerge(SseRoute.layer(options?.route)),
       Layer.provideMerge(busLayer(options?.bus, options?.wrapLog)),
