@@ -143,9 +143,9 @@ const networkError = (error: HttpClientError.HttpClientError): SseClient.Disconn
 }
 
 const makeRequest = (url: string | URL, options: SseClient.Options | undefined) => {
-  let request = HttpClientRequest.get(url).pipe(
-    HttpClientRequest.setHeaders({ accept: "text/event-stream", "cache-control": "no-cache" })
-  )
+  // Only `Accept` (a CORS-safelisted header): a `Cache-Control` request header would force a
+  // preflight on every cross-origin connect. The server's `no-cache` answer keeps caches out.
+  let request = HttpClientRequest.get(url).pipe(HttpClientRequest.setHeaders({ accept: "text/event-stream" }))
   for (const topic of options?.topics ?? []) request = HttpClientRequest.appendUrlParam(request, "topic", topic)
   const headers = options?.headers
   const withHeaders = headers === undefined
