@@ -8,15 +8,13 @@
 import { afterAll, assert, beforeEach, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { EventSource } from "eventsource"
-import * as ChildProcess from "node:child_process"
-import { fileURLToPath } from "node:url"
 import * as RedisLog from "../../src/EventLog/Redis.js"
 import * as Delivery from "../utils/DeliveryChecker.js"
+import { type Node, startNode as startNodeProcess } from "../utils/nodes.js"
 import { deletePrefixes, privateRedis, REDIS_URL, requireRedis, testPrefix } from "../utils/redis.js"
 
 beforeEach(requireRedis)
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 const prefix = testPrefix("nodes")
 afterAll(() => requireRedis().then(() => deletePrefixes([prefix]), () => undefined))
 
@@ -37,43 +35,8 @@ const seeded = (seed: number) => {
   }
 }
 
-interface Node {
-  readonly index: number
-  readonly url: string
-  readonly child: ChildProcess.ChildProcess
-  alive: boolean
-}
-
 /** Starts one demo server on a free port; it is SIGKILLed when the scope closes. */
-const startNode = (index: number, redisUrl = REDIS_URL) =>
-  Effect.acquireRelease(
-    Effect.async<Node, Error>((resume) => {
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "examples/demo-server.ts"], {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          PORT: "0",
-          HOST: "127.0.0.1",
-          DEMO_TICK: "0",
-          SLUICE_REDIS_URL: redisUrl,
-          SLUICE_REDIS_PREFIX: prefix,
-          SLUICE_REDIS_MAX_EVENTS: "100000",
-          SLUICE_SSE_MAX_REPLAY: "100000"
-        },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      const onData = (chunk: string) => {
-        output += chunk
-        const match = /listening on (http:\/\/[^\s]+)/.exec(output)
-        if (match !== null) resume(Effect.succeed({ index, url: match[1]!, child, alive: true }))
-      }
-      child.stdout.setEncoding("utf8").on("data", onData)
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-      child.once("exit", (code) => resume(Effect.fail(new Error(`node ${index} exited (${code}): ${output}`))))
-    }),
-    (node) => Effect.sync(() => node.child.kill("SIGKILL"))
-  )
+const startNode = (index: number, redisUrl = REDIS_URL) => startNodeProcess(index, { prefix, redisUrl })
 
 /** One `eventsource` client that hops to a random live node every 50-150 events. */
 class Client {
