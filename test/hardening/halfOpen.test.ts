@@ -27,6 +27,8 @@ const MAX_LIFETIME = 2_000
 const SLACK = 1_500
 const DATA = "x".repeat(16 * 1024)
 
+type StalledStream = Effect.Effect.Success<ReturnType<typeof stalledStream>>
+
 /** A server, a proxy in front of it, and one stream through the proxy, then stalled by it. */
 const stalledStream = (route: SseRoute.Options) =>
   Effect.gen(function*() {
@@ -69,29 +71,41 @@ const publishUntil = (bus: { publish: (input: { topic: string; data: string }) =
     return published
   })
 
+/**
+ * Publishes into a stalled stream until it ends with `reason`; then waits for the subscriber to be
+ * freed and the server socket to close, both within `writeDeadline` (plus upkeep and load slack) of
+ * the end, and not before it: the end cannot be flushed, so the deadline is what closes the socket.
+ */
+const endUnderTraffic = (s: StalledStream, reason: "overflow" | "stalled") =>
+  Effect.gen(function*() {
+    let endedAt: number | undefined
+    const watch = Effect.gen(function*() {
+      yield* waitForEffect(reason, s.bus.stats, (st) => st.ends[reason] === 1, 20_000)
+      endedAt = Date.now()
+    })
+    const [published] = yield* Effect.all([publishUntil(s.bus, () => endedAt !== undefined), watch], { concurrency: 2 })
+    yield* waitForEffect("the subscriber to be freed", s.bus.stats, (st) => st.subscribers === 0, WRITE_DEADLINE + SLACK)
+    const freedAfter = Date.now() - endedAt!
+    yield* waitFor("the server socket to close", () => s.socketClosedAt() !== undefined, WRITE_DEADLINE + SLACK)
+    const closeAfter = s.socketClosedAt()! - endedAt!
+    const endAfter = endedAt! - s.stalledAt
+    console.log(
+      `[half-open ${reason}] ${published} events of 16 KiB published; ${reason} ${endAfter} ms after the proxy stopped, subscriber freed ` +
+        `${freedAfter} ms and server socket closed ${closeAfter} ms after the end (writeDeadline ${WRITE_DEADLINE} ms)`
+    )
+    // The end is seen up to a poll late, hence the margin below.
+    assert.isAtLeast(closeAfter, WRITE_DEADLINE - 250, "closed by the write deadline, not by the end")
+    assert.isAtMost(closeAfter, WRITE_DEADLINE + SLACK)
+    assert.isTrue(s.clientUntouched(), "the client got nothing after the stall")
+    return { endAfter, stats: yield* s.bus.stats }
+  })
+
 describe("half-open peers through a proxy that stops forwarding silently", () => {
   it.scopedLive("with traffic past the buffer cap: ends as overflow, the socket is destroyed within writeDeadline", () =>
     Effect.gen(function*() {
       const s = yield* stalledStream({ maxBytes: 256 * 1024, maxEvents: 10_000, stallTimeout: "30 seconds", maxLifetime: "10 minutes" })
-      let endedAt: number | undefined
-      const watch = Effect.gen(function*() {
-        yield* waitForEffect("the overflow", s.bus.stats, (st) => st.ends.overflow === 1, 20_000)
-        endedAt = Date.now()
-      })
-      const [published] = yield* Effect.all([publishUntil(s.bus, () => endedAt !== undefined), watch], { concurrency: 2 })
-      yield* waitForEffect("the subscriber to be freed", s.bus.stats, (st) => st.subscribers === 0, WRITE_DEADLINE + SLACK)
-      const freedAfter = Date.now() - endedAt!
-      yield* waitFor("the server socket to close", () => s.socketClosedAt() !== undefined, WRITE_DEADLINE + SLACK)
-      const closeAfter = s.socketClosedAt()! - endedAt!
-      // The end could not be flushed: the write deadline, not the end itself, closed the socket
-      // (the end is seen up to a poll late, hence the margin).
-      assert.isAtLeast(closeAfter, WRITE_DEADLINE - 250)
-      console.log(
-        `[half-open overflow] ${published} events of 16 KiB published; overflow ${endedAt! - s.stalledAt} ms after the stall, ` +
-          `subscriber freed ${freedAfter} ms and server socket closed ${closeAfter} ms after the overflow (writeDeadline ${WRITE_DEADLINE} ms)`
-      )
-      assert.isAtMost(closeAfter, WRITE_DEADLINE + SLACK)
-      assert.isTrue(s.clientUntouched(), "the client got nothing after the stall")
+      const { stats } = yield* endUnderTraffic(s, "overflow")
+      assert.strictEqual(stats.ends.stalled, 0)
     }), 40_000)
 
   it.scopedLive("with traffic within the buffer cap: ends as stalled after stallTimeout, the socket is destroyed within writeDeadline", () =>
@@ -102,28 +116,9 @@ describe("half-open peers through a proxy that stops forwarding silently", () =>
         stallTimeout: `${STALL_TIMEOUT} millis`,
         maxLifetime: "10 minutes"
       })
-      let endedAt: number | undefined
-      const watch = Effect.gen(function*() {
-        yield* waitForEffect("the stall", s.bus.stats, (st) => st.ends.stalled === 1, 20_000)
-        endedAt = Date.now()
-      })
-      const [published] = yield* Effect.all([publishUntil(s.bus, () => endedAt !== undefined), watch], { concurrency: 2 })
-      yield* waitForEffect("the subscriber to be freed", s.bus.stats, (st) => st.subscribers === 0, WRITE_DEADLINE + SLACK)
-      const freedAfter = Date.now() - endedAt!
-      yield* waitFor("the server socket to close", () => s.socketClosedAt() !== undefined, WRITE_DEADLINE + SLACK)
-      const closeAfter = s.socketClosedAt()! - endedAt!
-      // The end could not be flushed: the write deadline, not the end itself, closed the socket
-      // (the end is seen up to a poll late, hence the margin).
-      assert.isAtLeast(closeAfter, WRITE_DEADLINE - 250)
-      const stats = yield* s.bus.stats
-      console.log(
-        `[half-open stalled] ${published} events of 16 KiB published; stalled ${endedAt! - s.stalledAt} ms after the proxy stopped ` +
-          `(stallTimeout ${STALL_TIMEOUT} ms), subscriber freed ${freedAfter} ms and server socket closed ${closeAfter} ms after the end (writeDeadline ${WRITE_DEADLINE} ms)`
-      )
-      assert.isAtLeast(endedAt! - s.stalledAt, STALL_TIMEOUT, "not before stallTimeout")
-      assert.isAtMost(closeAfter, WRITE_DEADLINE + SLACK)
+      const { endAfter, stats } = yield* endUnderTraffic(s, "stalled")
+      assert.isAtLeast(endAfter, STALL_TIMEOUT, "not before stallTimeout")
       assert.strictEqual(stats.ends.overflow, 0)
-      assert.isTrue(s.clientUntouched(), "the client got nothing after the stall")
     }), 40_000)
 
   it.scopedLive("without traffic: heartbeats alone never back the socket up; maxLifetime ends it and frees both", () =>
