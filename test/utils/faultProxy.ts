@@ -12,6 +12,7 @@
  *   server; the client side stays open until the proxy closes.
  *
  * Each connection records when its server side closed, so a test can wait for the server to let go.
+ * {@link injectRandomly} breaks connections of one or more proxies on a seeded schedule.
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -55,11 +56,13 @@ export interface RandomFaults {
   /** The seeded source in [0, 1). */
   readonly random: () => number
   readonly kinds: ReadonlyArray<Fault>
-  /** A fault every `minMillis`..`maxMillis`, on a random live connection (one that has forwarded bytes). */
+  /**
+   * A fault every `minMillis`..`maxMillis`, on a random live connection of any of the proxies (one
+   * that has forwarded at least `minDown` bytes, default 1).
+   */
   readonly minMillis: number
   readonly maxMillis: number
-  /** Stops injecting once this returns false. */
-  readonly while?: () => boolean
+  readonly minDown?: number
 }
 
 class Connection implements ProxyConnection {
@@ -149,10 +152,7 @@ class Connection implements ProxyConnection {
 }
 
 /** Starts a fault proxy to `127.0.0.1:targetPort` for the scope; closing it destroys every connection. */
-export const startFaultProxy = (
-  targetPort: number | (() => number),
-  random?: RandomFaults
-): Effect.Effect<FaultProxy, never, Scope.Scope> =>
+export const startFaultProxy = (targetPort: number | (() => number)): Effect.Effect<FaultProxy, never, Scope.Scope> =>
   Effect.gen(function*() {
     const connections: Array<Connection> = []
     const counts: Record<Fault, number> = { fin: 0, rst: 0, midEvent: 0, stall: 0 }
@@ -182,21 +182,36 @@ export const startFaultProxy = (
           server.close(() => resume(Effect.void))
         })
     )
-    if (random !== undefined) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const schedule = () => {
-        timer = setTimeout(() => {
-          if (random.while !== undefined && !random.while()) return
-          const open = live()
-          if (open.length > 0) {
-            inject(open[Math.floor(random.random() * open.length)]!, random.kinds[Math.floor(random.random() * random.kinds.length)]!)
-          }
-          schedule()
-        }, random.minMillis + Math.floor(random.random() * (random.maxMillis - random.minMillis + 1)))
-      }
-      schedule()
-      yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
-    }
     const cuts = () => connections.filter((c) => c.cut).length
     return { port, url: `http://127.0.0.1:${port}`, connections, counts, cuts, inject, live }
+  })
+
+/**
+ * Injects seeded random faults into the live connections of `proxies` until `stop` is called (or
+ * the scope closes): one schedule for all of them, so the fault rate does not grow with the number
+ * of proxies.
+ */
+export const injectRandomly = (proxies: ReadonlyArray<FaultProxy>, plan: RandomFaults): Effect.Effect<() => void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let running = true
+    const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(plan.random() * items.length)]!
+    const schedule = () => {
+      timer = setTimeout(() => {
+        if (!running) return
+        const open = proxies.flatMap((proxy) => proxy.live(plan.minDown).map((connection) => ({ proxy, connection })))
+        if (open.length > 0) {
+          const { connection, proxy } = pick(open)
+          proxy.inject(connection, pick(plan.kinds))
+        }
+        schedule()
+      }, plan.minMillis + Math.floor(plan.random() * (plan.maxMillis - plan.minMillis + 1)))
+    }
+    schedule()
+    const stop = () => {
+      running = false
+      clearTimeout(timer)
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(stop))
+    return stop
   })
