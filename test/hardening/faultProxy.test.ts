@@ -97,7 +97,9 @@ describe("fault proxy", () => {
   it.scopedLive("stall: nothing more is forwarded, nothing is closed, and the server backs up", () =>
     Effect.gen(function*() {
       const s = yield* inject("stall")
-      const before = s.client.text.length
+      // What the proxy forwarded before the stall may still be on its way; nothing after it.
+      const forwarded = s.connection.down
+      yield* waitFor("what was forwarded before the stall", () => s.client.text.length === forwarded)
       const socket = s.server().socket
       // The server keeps writing; with nobody reading, its socket backs up (an event, not a timer).
       const big = "y".repeat(64 * 1024)
@@ -105,7 +107,8 @@ describe("fault proxy", () => {
         if (socket.writableLength < 1024 * 1024) socket.write(big)
         return socket.writableLength >= 1024 * 1024
       }, 10_000)
-      assert.strictEqual(s.client.text.length, before, "the client got nothing after the stall")
+      assert.strictEqual(s.connection.down, forwarded, "the proxy forwarded nothing after the stall")
+      assert.strictEqual(s.client.text.length, forwarded, "the client got nothing after the stall")
       assert.isFalse(s.client.ended || s.client.closed || s.client.error !== undefined)
       assert.isFalse(s.server().side.ended || s.server().side.closed || s.server().side.error !== undefined)
       assert.isUndefined(s.connection.upstreamClosedAt)

@@ -47,14 +47,14 @@ const stalledStream = (route: SseRoute.Options) =>
     const serverPort = connection.upstream.localPort!
     assert.isTrue(proxy.inject(connection, "stall"))
     const stalledAt = Date.now()
-    const received = stream.text.length
+    const forwarded = connection.down
     return {
       ...server,
       stalledAt,
       /** When the server closed its side of the stream's connection. */
       socketClosedAt: () => closedAt.get(serverPort),
-      /** Whether the client got anything after the stall (it must not: the proxy forwards nothing). */
-      clientUntouched: () => stream.text.length === received && !stream.ended
+      /** Whether the proxy forwarded nothing to the client after the stall, and the client's stream is still open. */
+      clientUntouched: () => connection.down === forwarded && !stream.ended
     }
   })
 
