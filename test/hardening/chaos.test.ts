@@ -8,7 +8,7 @@
  *   lifetime of 2 s.
  * - Every connection goes through a TCP fault proxy of our own (test/utils/faultProxy.ts): every
  *   200-600 ms, a random live connection's client socket is ended (FIN), reset (RST) or cut in the
- *   middle of an event.
+ *   middle of an event, the three in turn.
  * - On Redis: 3 sluice node processes on one Redis, each behind its own fault proxy; every
  *   (re)connect goes to a random live node, and one node is SIGKILLed halfway through.
  *

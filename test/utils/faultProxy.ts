@@ -55,6 +55,7 @@ export interface FaultProxy {
 export interface RandomFaults {
   /** The seeded source in [0, 1). */
   readonly random: () => number
+  /** Injected in turn, each on a random connection. */
   readonly kinds: ReadonlyArray<Fault>
   /**
    * A fault every `minMillis`..`maxMillis`, on a random live connection of any of the proxies (one
@@ -195,6 +196,7 @@ export const injectRandomly = (proxies: ReadonlyArray<FaultProxy>, plan: RandomF
   Effect.gen(function*() {
     let timer: ReturnType<typeof setTimeout> | undefined
     let running = true
+    let turn = 0
     const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(plan.random() * items.length)]!
     const schedule = () => {
       timer = setTimeout(() => {
@@ -202,7 +204,8 @@ export const injectRandomly = (proxies: ReadonlyArray<FaultProxy>, plan: RandomF
         const open = proxies.flatMap((proxy) => proxy.live(plan.minDown).map((connection) => ({ proxy, connection })))
         if (open.length > 0) {
           const { connection, proxy } = pick(open)
-          proxy.inject(connection, pick(plan.kinds))
+          // The kinds take turns (the connection is random): every kind is injected, whatever the seed.
+          if (proxy.inject(connection, plan.kinds[turn % plan.kinds.length]!)) turn++
         }
         schedule()
       }, plan.minMillis + Math.floor(plan.random() * (plan.maxMillis - plan.minMillis + 1)))
