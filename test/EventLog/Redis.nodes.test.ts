@@ -10,15 +10,13 @@ import * as Effect from "effect/Effect"
 import { EventSource } from "eventsource"
 import * as RedisLog from "../../src/EventLog/Redis.js"
 import * as Delivery from "../utils/DeliveryChecker.js"
-import { type Node, startNode as startNodeAt } from "../utils/nodes.js"
+import { type Node, startNode as startNodeProcess } from "../utils/nodes.js"
 import { deletePrefixes, privateRedis, REDIS_URL, requireRedis, testPrefix } from "../utils/redis.js"
 
 beforeEach(requireRedis)
 
 const prefix = testPrefix("nodes")
 afterAll(() => requireRedis().then(() => deletePrefixes([prefix]), () => undefined))
-
-const startNode = (index: number, redisUrl = REDIS_URL) => startNodeAt(index, prefix, redisUrl)
 
 const EVENTS = 2_000
 const CLIENTS = 6
@@ -36,6 +34,9 @@ const seeded = (seed: number) => {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** Starts one demo server on a free port; it is SIGKILLed when the scope closes. */
+const startNode = (index: number, redisUrl = REDIS_URL) => startNodeProcess(index, { prefix, redisUrl })
 
 /** One `eventsource` client that hops to a random live node every 50-150 events. */
 class Client {

@@ -118,7 +118,7 @@ describe("SseClient against several sluice nodes on Redis", () => {
       Effect.gen(function*() {
         const seed = testSeed()
         const random = seeded(seed)
-        const nodes = yield* Effect.all([0, 1, 2].map((i) => startNode(i, prefix)), { concurrency: "unbounded" })
+        const nodes = yield* Effect.all([0, 1, 2].map((i) => startNode(i, { prefix })), { concurrency: "unbounded" })
         const cuts: Cuts = { boundaryFin: 0, midFrameFin: 0, midFrameRst: 0, byNode: [0, 0, 0] }
         const proxy = yield* startProxy(nodes, random, cuts)
         const url = `http://127.0.0.1:${(proxy.address() as Net.AddressInfo).port}/events`
