@@ -14,7 +14,7 @@ const STREAMS = 100
 const SHUTDOWN_END = "event: end\ndata: {\"reason\":\"shutdown\"}\n\n"
 
 describe("SseRoute shutdown", () => {
-  it.live("closing the server scope with 100 open streams ends each cleanly within 2 s", () =>
+  it.live("closing the server scope with 100 open streams ends each cleanly, within the drain timeout", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const { bus, route, server, url } = yield* startServer().pipe(Scope.extend(scope))
@@ -30,11 +30,13 @@ describe("SseRoute shutdown", () => {
       const started = Date.now()
       yield* Scope.close(scope, Exit.void)
       const closedIn = Date.now() - started
-      yield* waitFor("every client to see the end of its response", () => streams.every((s) => s.ended), 2_000)
+      yield* waitFor("every client to see the end of its response", () => streams.every((s) => s.ended), 10_000)
 
       const clean = streams.filter((s) => s.complete && s.text.endsWith(SHUTDOWN_END)).length
       console.log(`[shutdown] ${STREAMS} open streams: scope closed in ${closedIn} ms; ${clean} ended cleanly`)
-      assert.isAtMost(closedIn, 2_000)
+      // Clean ends for all 100 prove the drain finished inside its 1 s timeout (past it, what is left is
+      // destroyed); the time bound only guards against a hang, generous for a loaded machine.
+      assert.isAtMost(closedIn, 10_000)
       assert.strictEqual(clean, STREAMS, "each stream got event: end (shutdown) and the chunked terminator")
       for (const s of streams) {
         const ends = s.parsed().events.filter((e) => e.event === "end")
