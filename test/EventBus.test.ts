@@ -910,6 +910,49 @@ describe("EventBus", () => {
         assert.deepStrictEqual(seqs(yield* collect(Stream.take(sub.events, 5))), [3, 4, 5, 6, 7])
       }))
 
+    it.scoped("a live buffer that fills while the replay is read catches up from the log: nothing lost, nothing twice", () =>
+      Effect.gen(function*() {
+        const inner = yield* EventLog.makeMemory()
+        let bus: Bus | undefined
+        // the real memory log; every read publishes 25 live events first, more than the subscriber's
+        // buffer of 10 holds, so the live buffer overflows during the first scan and the replay
+        const log = EventLog.EventLog.of({
+          ...inner,
+          read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(25, "t", 1_000))), inner.read(after, o))
+        })
+        // pages of about 40 events (maxBytes), so the replay takes many reads
+        bus = yield* EventBus.make({ maxReplay: 2_000, maxEvents: 10, maxBytes: 2_000 }).pipe(
+          Effect.provideService(EventLog.EventLog, log)
+        )
+        const stored = yield* bus.publishAll(inputs(600))
+        const sub = yield* bus.subscribe({ after: stored[99]!.id })
+        const received = yield* collect(Stream.take(sub.events, 600))
+        const { ends, log: { head } } = yield* bus.stats
+        assert.isAbove(head, 600 + 50, "live events were published during the replay")
+        assert.deepStrictEqual(seqs(received), Array.from({ length: 600 }, (_, i) => 101 + i), "in log order, no gap, no duplicate")
+        assert.strictEqual(ends.overflow, 0, "caught up from the log instead of ending as overflow")
+      }))
+
+    it.scoped("the catch-up is bounded by maxReplay: past it the subscriber ends as overflow with its events in order", () =>
+      Effect.gen(function*() {
+        const inner = yield* EventLog.makeMemory()
+        let bus: Bus | undefined
+        const log = EventLog.EventLog.of({
+          ...inner,
+          // more live events per read than a page replays: the subscriber can never catch up
+          read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(200, "t", 1_000))), inner.read(after, o))
+        })
+        bus = yield* EventBus.make({ maxReplay: 600, maxEvents: 10, maxBytes: 2_000 }).pipe(
+          Effect.provideService(EventLog.EventLog, log)
+        )
+        const stored = yield* bus.publishAll(inputs(600))
+        const sub = yield* bus.subscribe({ after: stored[99]!.id })
+        const received = yield* collect(sub.events)
+        assert.strictEqual(yield* sub.ended, "overflow")
+        assert.deepStrictEqual(seqs(received), Array.from({ length: received.length }, (_, i) => 101 + i), "a prefix of the log")
+        assert.isAtLeast(received.length, 500, "the replay itself was delivered")
+      }))
+
     it.scoped("a log that answers in short pages is read to the end of the range", () =>
       Effect.gen(function*() {
         const inner = yield* EventLog.makeMemory()

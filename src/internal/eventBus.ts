@@ -88,6 +88,14 @@ export class Subscriber {
   stalledSince: number | undefined = undefined
   /** The resume's replay, read page by page before anything live; `undefined` once done. */
   replay: Replay | undefined = undefined
+  /**
+   * How many more live events a replay may drop and read again from the log (its `maxReplay`): a
+   * live buffer that fills while the replay is still being written catches up from the log instead
+   * of ending the subscriber, until this runs out.
+   */
+  catchUpLeft = 0
+  /** The resume's first scan of the log is under way (its replay is not made yet). */
+  resuming = false
   /** Created on first `await`: most subscriptions (every SSE connection) never need it. */
   private endedDeferred: Deferred.Deferred<EventBus.EndReason> | undefined = undefined
 
@@ -192,6 +200,27 @@ export class Subscriber {
   delivered(n: number): void {
     this.drains++
     this.hub.countDelivered(n)
+  }
+
+  /**
+   * The live buffer is full while the replay is still being delivered (a resume behind a fast log):
+   * drop the buffer and read on from the log up to `upTo` instead (the log has every event the
+   * fan-out saw), so the subscriber keeps moving rather than ending with nothing new delivered.
+   * False, leaving everything as it is, when there is no replay or its `maxReplay` allowance is spent.
+   * The hub's buffered counts are settled by the caller (`push` counts against the buffer it found).
+   */
+  catchUp(upTo: number): boolean {
+    const replay = this.replaying
+    const dropped = this.buffer.length + 1
+    if (replay === undefined && !this.resuming) return false
+    if (dropped > this.catchUpLeft || upTo <= this.floor) return false
+    this.catchUpLeft -= dropped
+    this.buffer = []
+    this.shared = false
+    this.bytes = 0
+    this.floor = upTo // during the first scan, the replay is made to read up to here
+    replay?.extend(upTo)
+    return true
   }
 
   /** Drops what the buffer holds (after a replay that could not finish, it would follow a gap). */
@@ -442,7 +471,7 @@ export class Hub {
       }
       const size = sub.encodes ? encodedSize(event) : frameSizeOf(event)
       if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
-        sub.end("overflow")
+        if (!sub.catchUp(events[events.length - 1]!.id.seq)) sub.end("overflow")
         break
       }
       if (sub.shared) {
@@ -913,14 +942,19 @@ export const make = (
         const position = sub.floor
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
 
+        sub.resuming = subscribeOptions?.after !== undefined
+        sub.catchUpLeft = maxReplay
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
         const resolved = yield* resolveResume(log, hub, subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
           Effect.tapError((e) => Effect.sync(() => e.reason === "Unavailable" && sub.end("unavailable"))),
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
         hub.countResume(resolved.outcome._tag === "Reset" ? resolved.outcome.reason : resolved.outcome._tag === "Resumed" ? "resumed" : "live")
+        sub.resuming = false
+        // A live buffer that filled during the scan was dropped and the floor raised: read on to it.
+        const upTo = Math.max(position, sub.floor)
         sub.raiseFloor(resolved.floor)
-        const replay = new Replay(hub, log, sub.match, resolved.replayCursor, position, maxBytes)
+        const replay = new Replay(hub, log, sub.match, resolved.replayCursor, upTo, maxBytes)
         replay.hold(resolved.replay, resolved.replayBytes, resolved.replayCursor)
         sub.replay = replay
         return { sub, outcome: resolved.outcome, firstPage: resolved.replay }
@@ -1005,7 +1039,7 @@ const resolveResume = (
       const logHead = yield* Effect.mapError(log.head, unavailable)
       if (cursor.seq > logHead.seq) return reset("future", `cursor ${cursor.seq} is ahead of the head ${logHead.seq}`)
       // This node's fan-out lags the log: live delivery skips what the client already has.
-      return { ...none, floor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
+      return { ...none, floor: cursor.seq, replayCursor: cursor.seq, outcome: { _tag: "Resumed", head, after: cursor } as const }
     }
     if (cursor.seq === position) return { ...none, outcome: { _tag: "Resumed", head, after: cursor } as const }
     // A backend may end a page before `upTo` (see `ReadPage`): continue from its cursor until the range is done.

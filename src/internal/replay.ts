@@ -53,11 +53,16 @@ export class Replay {
     private readonly match: ((event: Event.Event) => boolean) | undefined,
     /** The scan has covered every seq up to here. */
     private cursor: number,
-    /** The replay ends at this seq (the live position when the subscriber registered). */
-    readonly upTo: number,
+    /** The replay ends at this seq (the live position when the subscriber registered, or later: `extend`). */
+    private upTo: number,
     readonly maxPageBytes: number
   ) {
     this.budget = log.sharesEvents === true ? FREE : budget
+  }
+
+  /** Reads on to `upTo` (a catch-up: the live events up to there were dropped, the log has them). */
+  extend(upTo: number): void {
+    if (upTo > this.upTo) this.upTo = upTo
   }
 
   /** Nothing held and nothing left to read. */
