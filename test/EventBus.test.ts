@@ -1121,6 +1121,7 @@ describe("EventBus", () => {
         const epoch = yield* log.epoch
         const empty = yield* bus.stats
         assert.deepStrictEqual(empty, {
+          name: "default",
           subscribers: 0,
           bufferedEvents: 0,
           bufferedBytes: 0,

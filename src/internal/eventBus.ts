@@ -8,7 +8,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
-import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -30,33 +29,6 @@ import {
 import * as metrics from "./metrics.js"
 import { fits, Replay } from "./replay.js"
 import { frameOf, frameSizeOf } from "./sse.js"
-
-const END_REASONS: ReadonlyArray<EventBus.EndReason> = [
-  "overflow",
-  "stalled",
-  "shutdown",
-  "lifetime",
-  "unavailable",
-  "closed",
-  "log-reset"
-]
-const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
-  "live",
-  "resumed",
-  "epoch-mismatch",
-  "expired",
-  "too-far-behind",
-  "future",
-  "invalid"
-]
-const endLabels = Object.fromEntries(END_REASONS.map((r) => [r, [MetricLabel.make("reason", r)]])) as unknown as Record<
-  EventBus.EndReason,
-  ReadonlyArray<MetricLabel.MetricLabel>
->
-const resumeLabels = Object.fromEntries(
-  RESUME_OUTCOMES.map((r) => [r, [MetricLabel.make("outcome", r)]])
-) as unknown as Record<EventBus.ResumeStat, ReadonlyArray<MetricLabel.MetricLabel>>
-const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 type Taken = readonly [Chunk.Chunk<Event.Event>, boolean]
 const ENDED: Taken = [Chunk.empty(), true]
@@ -253,9 +225,11 @@ export class TopicMatcher {
  * @internal
  */
 export class Hub {
-  constructor(readonly maxReplayBytes: number) {}
+  constructor(readonly maxReplayBytes: number, readonly metrics: metrics.BusMetrics) {}
   readonly active: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
+  /** Subscribers of raw consumers (the SSE route's connections) among `all`. */
+  external = 0
   private readonly matchers = new Map<string, TopicMatcher>()
   /** Counts fan-out batches, to tell a matcher's cached result from a stale one. */
   private batches = 0
@@ -293,7 +267,7 @@ export class Hub {
     const firstSeq = events[0]!.id.seq
     this.position = events[n - 1]!.id.seq
     this.published += n
-    metrics.published.unsafeUpdate(n, NO_LABELS)
+    this.metrics.published(n)
     const active = this.active
     if (active.length === 0) return
     // Each subscriber is complete once its turn ends, so it is notified right then; a notification
@@ -406,7 +380,8 @@ export class Hub {
     sub.index = this.active.length
     this.active.push(sub)
     this.all.add(sub)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    if (sub.external) this.external++
+    this.metrics.gauge(metrics.subscribers, this.all.size)
   }
 
   deactivate(sub: Subscriber): void {
@@ -421,18 +396,18 @@ export class Hub {
   }
 
   remove(sub: Subscriber): void {
-    this.all.delete(sub)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    if (this.all.delete(sub) && sub.external) this.external--
+    this.metrics.gauge(metrics.subscribers, this.all.size)
   }
 
   countEnd(reason: EventBus.EndReason): void {
     this.ends[reason]++
-    metrics.ends.unsafeUpdate(1, endLabels[reason])
+    this.metrics.end(reason)
   }
 
   countResume(outcome: EventBus.ResumeStat): void {
     this.resumes[outcome]++
-    metrics.resumes.unsafeUpdate(1, resumeLabels[outcome])
+    this.metrics.resume(outcome)
   }
 
   /** Plain counting on the hot path; the Effect counter catches up in `syncGauges` (sweep, stats). */
@@ -446,11 +421,12 @@ export class Hub {
     const delivered = this.delivered - this.reportedDelivered
     if (delivered > 0) {
       this.reportedDelivered = this.delivered
-      metrics.delivered.unsafeUpdate(delivered, NO_LABELS)
+      this.metrics.delivered(delivered)
     }
-    metrics.bufferedEvents.unsafeUpdate(this.bufferedEvents, NO_LABELS)
-    metrics.bufferedBytes.unsafeUpdate(this.bufferedBytes, NO_LABELS)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    this.metrics.gauge(metrics.bufferedEvents, this.bufferedEvents)
+    this.metrics.gauge(metrics.bufferedBytes, this.bufferedBytes)
+    this.metrics.gauge(metrics.subscribers, this.all.size)
+    this.metrics.gauge(metrics.sseConnections, this.external)
   }
 
   /** One pass of the stall detector: ends subscribers whose non-empty buffer saw no drain for their timeout. */
@@ -723,6 +699,7 @@ export const resolveOptions = (options: EventBus.Options | undefined) =>
   })
 
 const resolveOrThrow = (options: EventBus.Options | undefined) => ({
+  name: busName(options?.name),
   maxEvents: positiveInt("maxEvents", options?.maxEvents, 1_000),
   maxBytes: positiveInt("maxBytes", options?.maxBytes, 1024 * 1024),
   maxReplay: positiveInt("maxReplay", options?.maxReplay, 1_000),
@@ -730,6 +707,14 @@ const resolveOrThrow = (options: EventBus.Options | undefined) => ({
   maxReplayBytes: positiveInt("maxReplayBytes", options?.maxReplayBytes, 64 * 1024 * 1024),
   stallTimeout: positiveMillis("stallTimeout", options?.stallTimeout ?? "30 seconds")
 })
+
+const busName = (name: string | undefined): string => {
+  if (name === undefined) return "default"
+  if (typeof name !== "string" || !/^[\x21-\x7e]{1,100}$/.test(name)) {
+    throw new RangeError(`name must be 1 to 100 printable ASCII characters without spaces, got ${JSON.stringify(name)}`)
+  }
+  return name
+}
 
 const positiveMillis = (name: string, input: Duration.DurationInput): number => {
   const decoded = Duration.decodeUnknown(input)
@@ -745,7 +730,12 @@ export const make = (
 ): Effect.Effect<EventBus.EventBus["Type"], ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* resolveOptions(options)
-    const hub = new Hub(config.maxReplayBytes)
+    const busMetrics = yield* Effect.acquireRelease(
+      Effect.sync(() => new metrics.BusMetrics(config.name)),
+      (m) => Effect.sync(() => m.release())
+    )
+    const hub = new Hub(config.maxReplayBytes, busMetrics)
+    busMetrics.refresh = Effect.asVoid(statsOf(hub, log))
     hub.epoch = yield* Effect.orDie(log.epoch)
     const start = yield* Effect.orDie(log.follow(hub.onEvents, hub.onReset))
     hub.position = start.seq
@@ -960,7 +950,13 @@ const statsOf = (hub: Hub, log: EventLog.EventLog["Type"]): Effect.Effect<EventB
     const logHead = yield* Effect.either(log.head)
     const earliest = yield* Effect.either(log.earliest)
     hub.syncGauges()
+    if (Either.isRight(logHead)) {
+      hub.metrics.gauge(metrics.logHead, logHead.right.seq)
+      if (logHead.right.epoch === hub.epoch) hub.metrics.gauge(metrics.logLag, Math.max(0, logHead.right.seq - hub.position))
+    }
+    if (Either.isRight(earliest)) hub.metrics.gauge(metrics.logEarliest, earliest.right)
     return {
+      name: hub.metrics.name,
       subscribers: hub.all.size,
       bufferedEvents: hub.bufferedEvents,
       bufferedBytes: hub.bufferedBytes,

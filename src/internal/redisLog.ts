@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import type * as MetricLabel from "effect/MetricLabel"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
@@ -135,7 +135,6 @@ export const tailLag = Metric.histogram(
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
   "Time from an event's append in Redis to its fan-out on this node (tail reader)"
 )
-const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 /**
  * The node's one tail reader: it reads the stream from the last id it delivered with `XREAD BLOCK`
@@ -143,6 +142,8 @@ const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
  * @internal
  */
 export class Tail {
+  /** `labels`: the lag histogram's, `log="<prefix>"`. */
+  constructor(private readonly labels: ReadonlyArray<MetricLabel.MetricLabel> = []) {}
   epoch: string | undefined = undefined
   m = ""
   position = 0
@@ -172,7 +173,7 @@ export class Tail {
   deliver(events: ReadonlyArray<Event.Event>): void {
     if (events.length === 0) return
     this.position = events[events.length - 1]!.id.seq
-    tailLag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, NO_LABELS)
+    tailLag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, this.labels)
     for (const follower of this.followers) follower.listener(events)
     this.progress()
   }
@@ -211,7 +212,7 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
       Effect.flatMap(runScript(on, META, baseKeys, [epochToken()], timeout), (reply) => parse(() => parseMeta(reply)))
 
     const layerScope = yield* Effect.scope
-    const tail = new Tail()
+    const tail = new Tail([MetricLabel.make("log", options?.prefix ?? "sluice")])
     let tailStarted = false
     const startTail = Effect.suspend(() => {
       if (tailStarted) return Effect.void
