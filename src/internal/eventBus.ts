@@ -235,6 +235,8 @@ export class Hub {
   private batches = 0
   position = 0
   epoch = ""
+  /** The log's follower runs: until then the bus refuses publishes and subscriptions. */
+  following = false
   shuttingDown = false
   bufferedEvents = 0
   bufferedBytes = 0
@@ -736,10 +738,7 @@ export const make = (
     )
     const hub = new Hub(config.maxReplayBytes, busMetrics)
     busMetrics.refresh = Effect.asVoid(statsOf(hub, log))
-    hub.epoch = yield* Effect.orDie(log.epoch)
-    const start = yield* Effect.orDie(log.follow(hub.onEvents, hub.onReset))
-    hub.position = start.seq
-    hub.epoch = start.epoch
+    yield* startFollowing(hub, log)
 
     yield* Effect.addFinalizer(() => Effect.sync(() => hub.shutdown()))
 
@@ -757,6 +756,7 @@ export const make = (
         if (batch.length === 0) return Effect.succeed<ReadonlyArray<Event.Event>>([])
         const invalid = validate(batch, config.maxEventBytes)
         if (invalid !== undefined) return Effect.fail(invalid)
+        if (!hub.following) return Effect.fail(new PublishError({ reason: "Unavailable", message: NOT_FOLLOWING }))
         return Effect.mapError(log.append(batch), (cause) =>
           new PublishError({ reason: "Unavailable", message: cause.message, cause }))
       })
@@ -776,6 +776,7 @@ export const make = (
         if (typeof limits === "string") {
           return yield* Effect.fail(new SubscribeError({ reason: "InvalidOption", message: limits }))
         }
+        if (!hub.following) return yield* Effect.fail(new SubscribeError({ reason: "Unavailable", message: NOT_FOLLOWING }))
         const { maxBytes, maxEvents, maxReplay, stallTimeout } = limits
 
         // Register first: from this synchronous step on, every event after `position` reaches the buffer.
@@ -832,6 +833,34 @@ export const make = (
       Effect.map(register(options, consumer), ({ outcome, sub }): RawSubscription => ({ outcome, subscriber: sub })))
     return service
   })
+
+const NOT_FOLLOWING = "the bus is not following its log yet (the log was unreachable when the bus started); retry"
+
+/**
+ * Starts the bus's follower on the log. A log that cannot be followed now (Redis down when the bus
+ * starts) does not stop the bus: it refuses publishes and subscriptions with `Unavailable` while a
+ * fiber in its scope retries with capped, jittered backoff, and works as soon as the follower runs.
+ */
+const startFollowing = (hub: Hub, log: EventLog.EventLog["Type"]): Effect.Effect<void, never, Scope.Scope> => {
+  const follow = Effect.map(log.follow(hub.onEvents, hub.onReset), (start) => {
+    hub.position = start.seq
+    hub.epoch = start.epoch
+    hub.following = true
+  })
+  const retry = Schedule.union(Schedule.jittered(Schedule.exponential("100 millis")), Schedule.spaced("5 seconds"))
+  return Effect.catchAll(follow, (error) =>
+    Effect.logWarning(`the bus cannot follow its log (${error.message}); it retries in the background`).pipe(
+      Effect.zipRight(
+        follow.pipe(
+          Effect.retry(retry),
+          Effect.zipRight(Effect.logInfo("the bus follows its log")),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+      ),
+      Effect.asVoid
+    ))
+}
 
 /** Why a batch cannot be published, or `undefined` when every input is valid. */
 const validate = (

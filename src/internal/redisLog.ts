@@ -13,7 +13,7 @@ import { EventLogError } from "./errors.js"
 import type * as Redis from "../EventLog/Redis.js"
 import { EventRecord } from "./event.js"
 import { invalidKey } from "./eventLog.js"
-import { backoffMillis, type Client, connect, runScript, send, unavailable } from "./redisClient.js"
+import { backoffMillis, type Client, connect, redactUrl, runScript, send, unavailable } from "./redisClient.js"
 import { APPEND, META, READ } from "./redisScripts.js"
 
 /** @internal */
@@ -205,8 +205,13 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
     const client = yield* connect({ url: settings.url, name: "sluice", connectTimeoutMillis: settings.connectTimeoutMillis, reconnect: true })
     const timeout = settings.commandTimeoutMillis
     const baseKeys = [settings.keys.meta, settings.keys.stream]
-    // Load the scripts once; later calls go by SHA1 (and fall back to EVAL on NOSCRIPT).
-    for (const script of [META, READ, APPEND]) yield* send(client, ["SCRIPT", "LOAD", script.body], timeout)
+    if (!client.isReady) {
+      // The log starts anyway: its commands fail with `Unavailable` until the client connects by itself.
+      yield* Effect.logWarning(`Redis at ${redactUrl(settings.url)} is unreachable; the log retries in the background`)
+    }
+    // Load the scripts once; later calls go by SHA1 (and fall back to EVAL on NOSCRIPT, which
+    // caches the script: so a load that fails now, Redis being down, costs nothing later).
+    for (const script of [META, READ, APPEND]) yield* Effect.ignore(send(client, ["SCRIPT", "LOAD", script.body], timeout))
 
     const meta = (on: Client) =>
       Effect.flatMap(runScript(on, META, baseKeys, [epochToken()], timeout), (reply) => parse(() => parseMeta(reply)))
