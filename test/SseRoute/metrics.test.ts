@@ -81,7 +81,7 @@ describe("SseRoute GET /metrics", () => {
       yield* b.bus.subscribe() // a subscriber that is no SSE connection
       yield* waitFor("every stream's events", () =>
         streams[0]!.parsed().events.length === 5 && streams[1]!.parsed().events.length === 5 &&
-        streams[2]!.parsed().events.length === 2)
+        streams[2]!.parsed().events.length === 2, 20_000)
 
       // Scraped on b's route: a's gauges are as current as b's.
       const { problems, series, text } = yield* scrape(b.url)

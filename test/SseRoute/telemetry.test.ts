@@ -6,7 +6,11 @@
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { assert, describe, it } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as HttpApp from "@effect/platform/HttpApp"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as EventBus from "../../src/EventBus.js"
+import * as SseRoute from "../../src/SseRoute.js"
 import { formatId } from "../../src/internal/event.js"
 import { startServer } from "../utils/server.js"
 import { openStream, request, waitFor } from "../utils/sse.js"
@@ -31,11 +35,11 @@ describe("SseRoute connection spans", () => {
         // 40 events in 4 batches, each read before the next: several flushes, one connection
         for (let batch = 0; batch < 4; batch++) {
           yield* bus.publishAll(Array.from({ length: 10 }, (_, i) => ({ topic: "orders/1", data: `${batch}-${i}` })))
-          yield* waitFor("the batch", () => stream.parsed().events.length === (batch + 1) * 10)
+          yield* waitFor("the batch", () => stream.parsed().events.length === (batch + 1) * 10, 20_000)
         }
         assert.deepStrictEqual(connections(spans()), [], "the span is open while the connection is")
         stream.close()
-        yield* waitFor("the connection's span", () => connections(spans()).length === 1)
+        yield* waitFor("the connection's span", () => connections(spans()).length === 1, 20_000)
 
         const [span] = connections(spans())
         assert.strictEqual(span!.attributes["sluice.end_reason"], "closed")
@@ -62,7 +66,7 @@ describe("SseRoute connection spans", () => {
           request(`${url}/events`, { headers: { "last-event-id": formatId(first!.id) } })
         )
         assert.include(response.body, `event: end\ndata: {"reason":"lifetime"}`)
-        yield* waitFor("the connection's span", () => connections(spans()).length === 1)
+        yield* waitFor("the connection's span", () => connections(spans()).length === 1, 20_000)
         const [span] = connections(spans())
         assert.strictEqual(span!.attributes["sluice.end_reason"], "lifetime")
         assert.strictEqual(span!.attributes["sluice.events_delivered"], 5)
@@ -72,4 +76,24 @@ describe("SseRoute connection spans", () => {
         assert.isAtLeast(span!.attributes["sluice.lifetime_ms"] as number, 300)
       }))
     ))
+
+  it.live("the portable transport (a web handler) has its connection span too", () =>
+    Effect.gen(function*() {
+      const exporter = new InMemorySpanExporter()
+      const { dispose, handler } = HttpApp.toWebHandlerLayer(
+        SseRoute.router,
+        SseRoute.layer({ maxLifetime: "300 millis" }).pipe(
+          Layer.provideMerge(EventBus.layerMemory()),
+          Layer.provideMerge(NodeSdk.layer(() => ({ spanProcessor: new SimpleSpanProcessor(exporter) })))
+        )
+      )
+      const body = yield* Effect.promise(() => handler(new Request("http://sluice.test/events")).then((r) => r.text()))
+      assert.include(body, `event: end\ndata: {"reason":"lifetime"}`)
+      yield* waitFor("the connection's span", () => connections(exporter.getFinishedSpans()).length === 1, 20_000)
+      const [span] = connections(exporter.getFinishedSpans()) // read before dispose empties the exporter
+      yield* Effect.promise(dispose)
+      assert.strictEqual(span!.attributes["sluice.transport"], "portable")
+      assert.strictEqual(span!.attributes["sluice.end_reason"], "lifetime")
+      assert.strictEqual(span!.attributes["sluice.events_delivered"], 0)
+    }))
 })
