@@ -37,6 +37,11 @@ export interface ServerConfig {
   readonly framing?: "chunked" | "close"
   /** `false`: sluice with the platform's request spans turned off (S7). */
   readonly tracer?: boolean
+  /**
+   * sluice under an OpenTelemetry tracer (every span sampled, then dropped): the request's span and
+   * the span per SSE connection are on (S3). The driver's publish calls run outside it, untraced.
+   */
+  readonly otel?: boolean
 }
 
 interface Target {
@@ -90,19 +95,20 @@ const startSluice = async (): Promise<Target> => {
   const { inspectSubscriber } = await import("../src/internal/eventBus.js")
   const scope = Effect.runSync(Scope.make())
   const route = config.route ?? {}
+  const started = startServer({
+    bus: { log: { maxEvents: config.logMaxEvents ?? 10_000 } },
+    ...(config.tracer === undefined ? {} : { tracer: config.tracer }),
+    route: {
+      heartbeat: HOUR, // a heartbeat is a frame: keep them out of the exact delivery counts
+      ...(route.maxEvents === undefined ? {} : { maxEvents: route.maxEvents }),
+      ...(route.maxBytes === undefined ? {} : { maxBytes: route.maxBytes }),
+      ...(route.stallTimeoutMs === undefined ? {} : { stallTimeout: route.stallTimeoutMs }),
+      ...(route.writeDeadlineMs === undefined ? {} : { writeDeadline: route.writeDeadlineMs }),
+      ...(route.chunked === undefined ? {} : { chunked: route.chunked })
+    }
+  })
   const server = await Effect.runPromise(Scope.extend(
-    startServer({
-      bus: { log: { maxEvents: config.logMaxEvents ?? 10_000 } },
-      ...(config.tracer === undefined ? {} : { tracer: config.tracer }),
-      route: {
-        heartbeat: HOUR, // a heartbeat is a frame: keep them out of the exact delivery counts
-        ...(route.maxEvents === undefined ? {} : { maxEvents: route.maxEvents }),
-        ...(route.maxBytes === undefined ? {} : { maxBytes: route.maxBytes }),
-        ...(route.stallTimeoutMs === undefined ? {} : { stallTimeout: route.stallTimeoutMs }),
-        ...(route.writeDeadlineMs === undefined ? {} : { writeDeadline: route.writeDeadlineMs }),
-        ...(route.chunked === undefined ? {} : { chunked: route.chunked })
-      }
-    }),
+    config.otel === true ? Effect.withTracer(started, await otelTracer()) : started,
     scope
   ))
   track(server.server)
@@ -132,6 +138,17 @@ const startSluice = async (): Promise<Target> => {
     ends: () => ({ ...stats().ends }),
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
+}
+
+/** An Effect tracer over an OpenTelemetry tracer that samples every span and exports none. */
+const otelTracer = async () => {
+  const [Effect, OtelTracer, { AlwaysOnSampler, BasicTracerProvider, NoopSpanProcessor }] = await Promise.all([
+    import("effect/Effect"),
+    import("@effect/opentelemetry/Tracer"),
+    import("@opentelemetry/sdk-trace-base")
+  ])
+  const provider = new BasicTracerProvider({ sampler: new AlwaysOnSampler(), spanProcessors: [new NoopSpanProcessor()] })
+  return Effect.runSync(Effect.provideService(OtelTracer.make, OtelTracer.OtelTracer, provider.getTracer("bench")))
 }
 
 const startRaw = async (): Promise<Target> => {

@@ -140,6 +140,8 @@ export interface SubscribeOptions {
  * @category models
  */
 export interface Stats {
+  /** The bus's `bus` label on its metrics (see {@link Options.name}). */
+  readonly name: string
   readonly subscribers: number
   readonly bufferedEvents: number
   readonly bufferedBytes: number
@@ -199,6 +201,12 @@ export interface Options {
    * `unavailable`.
    */
   readonly maxReplayBytes?: number | undefined
+  /**
+   * The `bus` label of this bus's metrics (default `default`; 1 to 100 printable ASCII characters).
+   * Names are unique among the buses open in one process: a bus opened while another of the same
+   * name is open gets `-2`, `-3`, … appended (its `stats` say which).
+   */
+  readonly name?: string | undefined
 }
 
 /**
@@ -296,5 +304,6 @@ export const fromEnv = (defaults?: Options): Config.Config<Options> =>
     maxReplay: config.integerVar("SLUICE_BUS_MAX_REPLAY"),
     maxEventBytes: config.integerVar("SLUICE_BUS_MAX_EVENT_BYTES"),
     maxReplayBytes: config.integerVar("SLUICE_BUS_MAX_REPLAY_BYTES"),
-    stallTimeout: config.durationVar("SLUICE_BUS_STALL_TIMEOUT")
+    stallTimeout: config.durationVar("SLUICE_BUS_STALL_TIMEOUT"),
+    name: Config.option(Config.string("SLUICE_BUS_NAME"))
   }).pipe(Config.map((env) => config.overlay(defaults, env)))

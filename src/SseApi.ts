@@ -35,6 +35,8 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { PublishCheck } from "./internal/publishRoute.js"
+import { checkPublishBody, impl } from "./internal/topic.js"
 import * as SseRoute from "./SseRoute.js"
 import type * as Topic from "./Topic.js"
 
@@ -83,6 +85,23 @@ const PublishBody = Schema.Struct({
 })
 
 /**
+ * The publish body of a typed family, for the OpenAPI document: one member per event type, whose
+ * `data` is the payload in its encoded (JSON) form. The handler checks it (`checkPublishBody`).
+ */
+const typedPublishBody = (topic: Topic.Any) =>
+  Schema.Union(
+    ...Object.entries(topic.events).map(([type, payload]) =>
+      Schema.Struct({
+        topic: (topic.pattern.endsWith("*") ? Schema.String : Schema.optional(Schema.Literal(topic.pattern))).annotations({
+          description: `A topic of \`${topic.pattern}\``
+        }),
+        type: Schema.Literal(type),
+        data: payload
+      }).annotations({ title: type })
+    )
+  ).annotations({ description: `An event of \`${topic.pattern}\`: \`data\` must decode with its type's schema` })
+
+/**
  * Options of {@link makeGroup}.
  *
  * @since 0.1.0
@@ -123,9 +142,15 @@ export const makeGroup = <const Name extends string = "sluice">(options?: GroupO
     .addError(refusal("`forbidden`: the route's `authorize` hook forbids the topics"), { status: 403 })
     .annotate(OpenApi.Summary, "Subscribe: a resumable Server-Sent-Events stream")
   const publish = HttpApiEndpoint.post("publish", path)
-    .setPayload(PublishBody)
+    .setPayload(topic === undefined ? PublishBody : typedPublishBody(topic))
     .addSuccess(Schema.Struct({ id: Schema.String }).annotations({ description: "The event's id" }), { status: 201 })
-    .addError(refusal("`invalid_json`, `invalid_event` or `bad_request`"), { status: 400 })
+    .addError(
+      refusal(
+        "`invalid_json`, `invalid_event` or `bad_request`" +
+          (topic === undefined ? "" : "; `invalid_payload`: `data` does not decode with its type's schema (nothing is appended)")
+      ),
+      { status: 400 }
+    )
     .addError(refusal("`unauthorized`"), { status: 401 })
     .addError(refusal("`forbidden`"), { status: 403 })
     .addError(refusal("`method_not_allowed`: publishing is not enabled on the route"), { status: 405 })
@@ -150,7 +175,10 @@ export const group = makeGroup()
 /**
  * Implements the group named `name` of `api` with the {@link SseRoute.SseRoute} handlers (raw
  * handlers: the route writes the response itself). `topic`, when given, is the family whose pattern
- * a stream request without `topic` receives (pass the one given to {@link makeGroup}).
+ * a stream request without `topic` receives (pass the one given to {@link makeGroup}), and it types
+ * the publish endpoint: a body whose `data` does not decode with its type's schema, whose type is
+ * not the family's or whose topic is outside the pattern is refused with `400` and a JSON
+ * `{ error, message }` (`invalid_payload` or `invalid_event`), and nothing is appended.
  *
  * @since 0.1.0
  * @category layers
@@ -174,11 +202,18 @@ export const layer = <
     Effect.map(SseRoute.SseRoute, (route) =>
       handlers
         .handleRaw("events", () => withDefaultTopic(route.events, options?.topic))
-        .handleRaw("publish", () => route.publish))) as never) as never
+        .handleRaw("publish", () => withPublishCheck(route.publish, options?.topic)))) as never) as never
 
 /** The two raw handlers, whatever the group's exact type (its endpoints are those of `makeGroup`). */
 interface RawHandlers {
   readonly handleRaw: (name: "events" | "publish", handler: () => Effect.Effect<unknown, never, any>) => RawHandlers
+}
+
+/** A publish through a typed group is checked against the family's schemas. */
+const withPublishCheck = <A, E, R>(publish: Effect.Effect<A, E, R>, topic: Topic.Any | undefined): Effect.Effect<A, E, R> => {
+  if (topic === undefined) return publish
+  const family = impl(topic)
+  return Effect.provideService(publish, PublishCheck, (body) => checkPublishBody(family, body))
 }
 
 /** A stream request without `topic` gets the family's pattern. */

@@ -1158,12 +1158,26 @@ describe("EventBus", () => {
   })
 
   describe("stats", () => {
+    it.scoped("a bus's name labels its metrics: unique among open buses, freed when it closes; a bad one is a ConfigError", () =>
+      Effect.gen(function*() {
+        const names = (yield* Effect.all([makeBus({ name: "n" }), makeBus({ name: "n" }), makeBus({ name: "n" })]))
+        assert.deepStrictEqual(yield* Effect.forEach(names, ({ bus }) => Effect.map(bus.stats, (s) => s.name)), ["n", "n-2", "n-3"])
+        const reused = yield* Effect.scoped(Effect.zipRight(Effect.scoped(makeBus({ name: "once" })), makeBus({ name: "once" })))
+        assert.strictEqual((yield* reused.bus.stats).name, "once")
+        for (const name of ["", "a b", "x".repeat(101), "é"]) {
+          const error = yield* Effect.flip(Effect.scoped(makeBus({ name })))
+          assert.strictEqual(error._op, "InvalidData", name)
+          assert.include(error.message, "name")
+        }
+      }))
+
     it.scoped("counts published, delivered, ends by reason and resumes by outcome", () =>
       Effect.gen(function*() {
         const { bus, log } = yield* makeBus({ maxEvents: 3, stallTimeout: "1 second" })
         const epoch = yield* log.epoch
         const empty = yield* bus.stats
         assert.deepStrictEqual(empty, {
+          name: "default",
           subscribers: 0,
           bufferedEvents: 0,
           bufferedBytes: 0,

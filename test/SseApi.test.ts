@@ -12,6 +12,7 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -173,5 +174,69 @@ describe("SseApi", () => {
       assert.strictEqual(frame!.type, "OrderPlaced")
       const decoded = Topic.decode(Orders, frame!)
       assert.isTrue(Either.isRight(decoded) && decoded.right.type === "OrderPlaced" && decoded.right.data.total === 9)
+    }))
+
+  it.scopedLive("a typed group's publish: a payload that does not match the schema is a 400 JSON and appends nothing", () =>
+    Effect.gen(function*() {
+      const { bus, url } = yield* startApi
+      const post = (body: unknown) =>
+        Effect.promise(() =>
+          request(`${url}/orders`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+        ).pipe(Effect.map((res) => ({ status: res.status, body: JSON.parse(res.body) as Record<string, string> })))
+      const refusals = [
+        [{ topic: "orders/7", type: "OrderPlaced", data: { id: "7", total: "42" } }, "invalid_payload", /total/],
+        [{ topic: "orders/7", type: "OrderPlaced", data: { id: 7, total: 42 } }, "invalid_payload", /id/],
+        [{ topic: "orders/7", type: "OrderPlaced", data: "{\"id\":\"7\",\"total\":42}" }, "invalid_payload", /Expected/],
+        [{ topic: "orders/7", type: "OrderShipped", data: { id: "7", total: 42 } }, "invalid_event", /not an event type of orders\/\*/],
+        [{ topic: "invoices/7", type: "OrderPlaced", data: { id: "7", total: 42 } }, "invalid_event", /does not match the pattern/]
+      ] as const
+      for (const [body, error, message] of refusals) {
+        const res = yield* post(body)
+        assert.strictEqual(res.status, 400, JSON.stringify(body))
+        assert.deepStrictEqual(Object.keys(res.body).sort(), ["error", "message"])
+        assert.strictEqual(res.body.error, error)
+        assert.match(res.body.message, message)
+      }
+      assert.strictEqual((yield* bus.stats).published, 0, "nothing was appended")
+
+      // A valid payload is stored encoded with its schema (an excess property is not kept).
+      const accepted = yield* post({ topic: "orders/7", type: "OrderPlaced", data: { id: "7", total: 42, note: "x" } })
+      assert.strictEqual(accepted.status, 201)
+      const sub = yield* bus.subscribe({ after: `${(yield* bus.stats).log.epoch}-0` })
+      const [taken] = yield* sub.takeAll
+      const event = Chunk.unsafeHead(taken)
+      assert.strictEqual(accepted.body.id, `${event!.id.epoch}-${event!.id.seq}`)
+      assert.deepStrictEqual([event!.topic, event!.type, event!.data], ["orders/7", "OrderPlaced", '{"id":"7","total":42}'])
+      // The untyped group still takes any data.
+      const untyped = yield* Effect.promise(() =>
+        request(`${url}/events`, {
+          method: "POST",
+          headers: { authorization: "Bearer s3cret", "content-type": "application/json" },
+          body: JSON.stringify({ topic: "orders/8", type: "OrderPlaced", data: { total: "not checked" } })
+        })
+      )
+      assert.strictEqual(untyped.status, 201)
+    }))
+
+  it.scopedLive("the OpenAPI document shows a typed group's request body: one member per event type with its schema", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startApi
+      const spec = JSON.parse((yield* Effect.promise(() => request(`${url}/openapi.json`))).body)
+      const body = spec.paths["/orders"].post.requestBody.content["application/json"].schema
+      const resolve = (s: { $ref?: string }) => s.$ref === undefined ? s : spec.components.schemas[s.$ref.split("/").pop()!]
+      const members = (body.anyOf ?? [body]).map(resolve)
+      assert.strictEqual(members.length, 1)
+      const [placed] = members
+      assert.deepStrictEqual(placed.required.sort(), ["data", "topic", "type"])
+      assert.deepStrictEqual(placed.properties.type, { type: "string", enum: ["OrderPlaced"] })
+      const data = resolve(placed.properties.data)
+      assert.deepStrictEqual(data.required.sort(), ["id", "total"])
+      assert.strictEqual(data.properties.id.type, "string")
+      assert.strictEqual(data.properties.total.type, "number")
+      const refusals = spec.paths["/orders"].post.responses["400"].content["application/json"].schema.anyOf.map(resolve)
+      assert.isTrue(refusals.some((r: { description?: string }) => r.description?.includes("`invalid_payload`")))
+      // The untyped group's body stays open.
+      const untyped = resolve(spec.paths["/events"].post.requestBody.content["application/json"].schema)
+      assert.deepStrictEqual(untyped.required, ["topic", "data"])
     }))
 })

@@ -6,7 +6,8 @@
  *
  * Four servers, interleaved: sluice (default, close-delimited body), raw (Node's default chunked
  * encoding: the anchor of the goal), raw-close (the raw server with sluice's framing: the strictest
- * like-for-like reference) and sluice-chunked (sluice with `chunked: true`, like-for-like with raw).
+ * like-for-like reference), sluice-chunked (sluice with `chunked: true`, like-for-like with raw) and
+ * sluice-traced (sluice under an OpenTelemetry tracer: a span per connection, none per event).
  */
 import {
   checkDelivery,
@@ -29,7 +30,9 @@ const BATCH = 16
 /** The framing references (see the header). */
 const FRAMING = {
   "raw-close": { mode: "raw", framing: "close" },
-  "sluice-chunked": { mode: "sluice", route: { chunked: true } }
+  "sluice-chunked": { mode: "sluice", route: { chunked: true } },
+  // Under an OpenTelemetry tracer: a span per connection (and per request), none per event.
+  "sluice-traced": { mode: "sluice", otel: true }
 } as const
 const SIZE = 70
 
@@ -86,11 +89,12 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
     const events = Math.max(BATCH * 20, Math.round(Math.min(deliveries / k, deliveries / 10) / BATCH) * BATCH)
     const rigs = await ctx.pool.get(ctx, { ...SHARED, ...FRAMING }, clientProcesses(k))
     const use = (rig: Rig): Rig => ({ server: rig.server, clients: rig.clients.slice(0, clientProcesses(k)) })
-    for (const rig of [rigs.sluice, rigs.raw, rigs["raw-close"], rigs["sluice-chunked"]]) await openStreamsOn(use(rig), k)
+    const variants = ["sluice", "raw", "raw-close", "sluice-chunked", "sluice-traced"] as const
+    for (const variant of variants) await openStreamsOn(use(rigs[variant]), k)
     const reps = await interleave(
       ctx,
       `S3 K=${k}`,
-      ["sluice", "raw", "raw-close", "sluice-chunked"] as const,
+      variants,
       (mode, round) => rep(ctx, `S3-K${k}-${mode}-r${round + 1}`, use(rigs[mode]), k, events, round === 0),
       (r) =>
         r.error ??
@@ -141,6 +145,13 @@ export const s3 = async (ctx: Ctx): Promise<Array<Row>> => {
         params: { ...params, framing: "chunked, both" },
         sluice: reps["sluice-chunked"].map((r) => r.rate),
         baseline: reps.raw.map((r) => r.rate)
+      },
+      // A span per connection costs at its open and its end, never per event: the rate must not move.
+      {
+        params: { ...params, tracer: "OpenTelemetry, every span sampled (request and connection spans)" },
+        baselineName: "sluice, no tracer",
+        sluice: reps["sluice-traced"].map((r) => r.rate),
+        baseline: reps.sluice.map((r) => r.rate)
       }
     ]))
   }

@@ -45,9 +45,10 @@ export interface RedisOptions {
 }
 
 /**
- * Connects (failing with `Unavailable` when Redis cannot be reached, `InvalidOption` for a bad
- * option) and builds the log for the scope. The command connection and the tail reader's dedicated
- * connection close with the scope.
+ * Connects and builds the log for the scope (failing with `InvalidOption` for a bad option). When
+ * Redis cannot be reached the log starts anyway: its commands fail with `Unavailable` until the
+ * connection, retried in the background, succeeds. The command connection and the tail reader's
+ * dedicated connection close with the scope.
  *
  * @since 0.1.0
  * @category constructors

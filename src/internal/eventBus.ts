@@ -8,7 +8,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
-import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -31,33 +30,6 @@ import * as metrics from "./metrics.js"
 import { fits, Replay } from "./replay.js"
 import { frameOf, frameSizeOf } from "./sse.js"
 import { TopicIndex } from "./topicIndex.js"
-
-const END_REASONS: ReadonlyArray<EventBus.EndReason> = [
-  "overflow",
-  "stalled",
-  "shutdown",
-  "lifetime",
-  "unavailable",
-  "closed",
-  "log-reset"
-]
-const RESUME_OUTCOMES: ReadonlyArray<EventBus.ResumeStat> = [
-  "live",
-  "resumed",
-  "epoch-mismatch",
-  "expired",
-  "too-far-behind",
-  "future",
-  "invalid"
-]
-const endLabels = Object.fromEntries(END_REASONS.map((r) => [r, [MetricLabel.make("reason", r)]])) as unknown as Record<
-  EventBus.EndReason,
-  ReadonlyArray<MetricLabel.MetricLabel>
->
-const resumeLabels = Object.fromEntries(
-  RESUME_OUTCOMES.map((r) => [r, [MetricLabel.make("outcome", r)]])
-) as unknown as Record<EventBus.ResumeStat, ReadonlyArray<MetricLabel.MetricLabel>>
-const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 type Taken = readonly [Chunk.Chunk<Event.Event>, boolean]
 const ENDED: Taken = [Chunk.empty(), true]
@@ -298,10 +270,12 @@ const NONE: Array<Event.Event> = []
  * @internal
  */
 export class Hub {
-  constructor(readonly maxReplayBytes: number) {}
+  constructor(readonly maxReplayBytes: number, readonly metrics: metrics.BusMetrics) {}
   /** The subscribers to every topic still accepting events: every batch visits each of them. */
   readonly everyTopic: Array<Subscriber> = []
   readonly all = new Set<Subscriber>()
+  /** Subscribers of raw consumers (the SSE route's connections) among `all`. */
+  external = 0
   private readonly matchers = new Map<string, TopicMatcher>()
   /** Every live matcher under each of its patterns: the fan-out visits only the sets a batch touches. */
   private readonly index = new TopicIndex<TopicMatcher>()
@@ -314,6 +288,8 @@ export class Hub {
   private readonly leaving: Array<Subscriber> = []
   position = 0
   epoch = ""
+  /** The log's follower runs: until then the bus refuses publishes and subscriptions. */
+  following = false
   shuttingDown = false
   bufferedEvents = 0
   bufferedBytes = 0
@@ -345,7 +321,7 @@ export class Hub {
     if (n === 0) return
     this.position = events[n - 1]!.id.seq
     this.published += n
-    metrics.published.unsafeUpdate(n, NO_LABELS)
+    this.metrics.published(n)
     const everyTopic = this.everyTopic
     if (everyTopic.length === 0 && this.index.empty) return
     // Each subscriber is complete once its turn ends, so it is notified right then; a notification
@@ -518,7 +494,8 @@ export class Hub {
     sub.index = list.length
     list.push(sub)
     this.all.add(sub)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    if (sub.external) this.external++
+    this.metrics.gauge(metrics.subscribers, this.all.size)
   }
 
   /** Takes an ended subscriber out of the fan-out (after the batch, if one is being fanned out). */
@@ -553,18 +530,18 @@ export class Hub {
   }
 
   remove(sub: Subscriber): void {
-    this.all.delete(sub)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    if (this.all.delete(sub) && sub.external) this.external--
+    this.metrics.gauge(metrics.subscribers, this.all.size)
   }
 
   countEnd(reason: EventBus.EndReason): void {
     this.ends[reason]++
-    metrics.ends.unsafeUpdate(1, endLabels[reason])
+    this.metrics.end(reason)
   }
 
   countResume(outcome: EventBus.ResumeStat): void {
     this.resumes[outcome]++
-    metrics.resumes.unsafeUpdate(1, resumeLabels[outcome])
+    this.metrics.resume(outcome)
   }
 
   /** Plain counting on the hot path; the Effect counter catches up in `syncGauges` (sweep, stats). */
@@ -578,11 +555,12 @@ export class Hub {
     const delivered = this.delivered - this.reportedDelivered
     if (delivered > 0) {
       this.reportedDelivered = this.delivered
-      metrics.delivered.unsafeUpdate(delivered, NO_LABELS)
+      this.metrics.delivered(delivered)
     }
-    metrics.bufferedEvents.unsafeUpdate(this.bufferedEvents, NO_LABELS)
-    metrics.bufferedBytes.unsafeUpdate(this.bufferedBytes, NO_LABELS)
-    metrics.subscribers.unsafeUpdate(this.all.size, NO_LABELS)
+    this.metrics.gauge(metrics.bufferedEvents, this.bufferedEvents)
+    this.metrics.gauge(metrics.bufferedBytes, this.bufferedBytes)
+    this.metrics.gauge(metrics.subscribers, this.all.size)
+    this.metrics.gauge(metrics.sseConnections, this.external)
   }
 
   /** One pass of the stall detector: ends subscribers whose non-empty buffer saw no drain for their timeout. */
@@ -855,6 +833,7 @@ export const resolveOptions = (options: EventBus.Options | undefined) =>
   })
 
 const resolveOrThrow = (options: EventBus.Options | undefined) => ({
+  name: busName(options?.name),
   maxEvents: positiveInt("maxEvents", options?.maxEvents, 1_000),
   maxBytes: positiveInt("maxBytes", options?.maxBytes, 1024 * 1024),
   maxReplay: positiveInt("maxReplay", options?.maxReplay, 1_000),
@@ -862,6 +841,14 @@ const resolveOrThrow = (options: EventBus.Options | undefined) => ({
   maxReplayBytes: positiveInt("maxReplayBytes", options?.maxReplayBytes, 64 * 1024 * 1024),
   stallTimeout: positiveMillis("stallTimeout", options?.stallTimeout ?? "30 seconds")
 })
+
+const busName = (name: string | undefined): string => {
+  if (name === undefined) return "default"
+  if (typeof name !== "string" || !/^[\x21-\x7e]{1,100}$/.test(name)) {
+    throw new RangeError(`name must be 1 to 100 printable ASCII characters without spaces, got ${JSON.stringify(name)}`)
+  }
+  return name
+}
 
 const positiveMillis = (name: string, input: Duration.DurationInput): number => {
   const decoded = Duration.decodeUnknown(input)
@@ -877,11 +864,13 @@ export const make = (
 ): Effect.Effect<EventBus.EventBus["Type"], ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* resolveOptions(options)
-    const hub = new Hub(config.maxReplayBytes)
-    hub.epoch = yield* Effect.orDie(log.epoch)
-    const start = yield* Effect.orDie(log.follow(hub.onEvents, hub.onReset))
-    hub.position = start.seq
-    hub.epoch = start.epoch
+    const busMetrics = yield* Effect.acquireRelease(
+      Effect.sync(() => new metrics.BusMetrics(config.name)),
+      (m) => Effect.sync(() => m.release())
+    )
+    const hub = new Hub(config.maxReplayBytes, busMetrics)
+    busMetrics.refresh = Effect.asVoid(statsOf(hub, log))
+    yield* startFollowing(hub, log)
 
     yield* Effect.addFinalizer(() => Effect.sync(() => hub.shutdown()))
 
@@ -899,6 +888,7 @@ export const make = (
         if (batch.length === 0) return Effect.succeed<ReadonlyArray<Event.Event>>([])
         const invalid = validate(batch, config.maxEventBytes)
         if (invalid !== undefined) return Effect.fail(invalid)
+        if (!hub.following) return Effect.fail(new PublishError({ reason: "Unavailable", message: NOT_FOLLOWING }))
         return Effect.mapError(log.append(batch), (cause) =>
           new PublishError({ reason: "Unavailable", message: cause.message, cause }))
       })
@@ -918,6 +908,7 @@ export const make = (
         if (typeof limits === "string") {
           return yield* Effect.fail(new SubscribeError({ reason: "InvalidOption", message: limits }))
         }
+        if (!hub.following) return yield* Effect.fail(new SubscribeError({ reason: "Unavailable", message: NOT_FOLLOWING }))
         const { maxBytes, maxEvents, maxReplay, stallTimeout } = limits
 
         // Register first: from this synchronous step on, every event after `position` reaches the buffer.
@@ -979,6 +970,34 @@ export const make = (
       Effect.map(register(options, consumer), ({ outcome, sub }): RawSubscription => ({ outcome, subscriber: sub })))
     return service
   })
+
+const NOT_FOLLOWING = "the bus is not following its log yet (the log was unreachable when the bus started); retry"
+
+/**
+ * Starts the bus's follower on the log. A log that cannot be followed now (Redis down when the bus
+ * starts) does not stop the bus: it refuses publishes and subscriptions with `Unavailable` while a
+ * fiber in its scope retries with capped, jittered backoff, and works as soon as the follower runs.
+ */
+const startFollowing = (hub: Hub, log: EventLog.EventLog["Type"]): Effect.Effect<void, never, Scope.Scope> => {
+  const follow = Effect.map(log.follow(hub.onEvents, hub.onReset), (start) => {
+    hub.position = start.seq
+    hub.epoch = start.epoch
+    hub.following = true
+  })
+  const retry = Schedule.union(Schedule.jittered(Schedule.exponential("100 millis")), Schedule.spaced("5 seconds"))
+  return Effect.catchAll(follow, (error) =>
+    Effect.logWarning(`the bus cannot follow its log (${error.message}); it retries in the background`).pipe(
+      Effect.zipRight(
+        follow.pipe(
+          Effect.retry(retry),
+          Effect.zipRight(Effect.logInfo("the bus follows its log")),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+      ),
+      Effect.asVoid
+    ))
+}
 
 /** Why a batch cannot be published, or `undefined` when every input is valid. */
 const validate = (
@@ -1097,7 +1116,13 @@ const statsOf = (hub: Hub, log: EventLog.EventLog["Type"]): Effect.Effect<EventB
     const logHead = yield* Effect.either(log.head)
     const earliest = yield* Effect.either(log.earliest)
     hub.syncGauges()
+    if (Either.isRight(logHead)) {
+      hub.metrics.gauge(metrics.logHead, logHead.right.seq)
+      if (logHead.right.epoch === hub.epoch) hub.metrics.gauge(metrics.logLag, Math.max(0, logHead.right.seq - hub.position))
+    }
+    if (Either.isRight(earliest)) hub.metrics.gauge(metrics.logEarliest, earliest.right)
     return {
+      name: hub.metrics.name,
       subscribers: hub.all.size,
       bufferedEvents: hub.bufferedEvents,
       bufferedBytes: hub.bufferedBytes,

@@ -1,7 +1,7 @@
 /** @internal */
 import type { MetricData, MetricProducer, ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import * as Effect from "effect/Effect"
-import { zeroSeries } from "./metrics.js"
+import { refreshAll } from "./metrics.js"
 
 /**
  * Renders every metric of Effect's default registry in the Prometheus text format (0.0.4) through
@@ -79,10 +79,11 @@ const tidy = (resourceMetrics: ResourceMetrics): void => {
 }
 
 /**
- * The Prometheus text of every metric, with sluice's labelled counters present from the start.
+ * The Prometheus text of every metric, with the gauges of every open bus brought up to date first
+ * (each bus creates its labelled counters' zero series when it is made).
  * @internal
  */
-export const renderAll: Effect.Effect<string> = Effect.suspend(() => {
-  zeroSeries()
-  return Effect.promise(() => (renderer ??= load()).then((r) => r.render()))
-})
+export const renderAll: Effect.Effect<string> = Effect.zipRight(
+  refreshAll,
+  Effect.suspend(() => Effect.promise(() => (renderer ??= load()).then((r) => r.render())))
+)

@@ -6,9 +6,11 @@
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
 import type * as Event from "../Event.js"
@@ -31,6 +33,23 @@ export interface PublishContext {
     action: "subscribe" | "publish"
   ) => Effect.Effect<Granted>
 }
+
+/** A publish body as read, before it becomes an event: `data` is the JSON value given. @internal */
+export interface PublishBody {
+  readonly topic: string
+  readonly type: string | undefined
+  readonly data: unknown
+}
+
+/**
+ * A check of the publish body that replaces the default reading of `data` (set per request, by a
+ * typed `SseApi` group): the event to append, or a refusal (code and message) that appends nothing.
+ * @internal
+ */
+export class PublishCheck extends Context.Tag("sluice/internal/PublishCheck")<
+  PublishCheck,
+  (body: PublishBody) => Either.Either<Event.EventInput, { readonly error: string; readonly message: string }>
+>() {}
 
 const tooLarge = (limit: number) =>
   errorJson(413, "payload_too_large", `body is larger than ${limit} bytes`, { connection: "close" })
@@ -94,8 +113,14 @@ export const makePublish = (ctx: PublishContext) => {
       })
     }
     if (body === "failed") return errorJson(400, "bad_request", "the request body could not be read")
-    const input = parseInput(body)
-    if (typeof input === "string") return errorJson(400, input === INVALID_JSON ? "invalid_json" : "invalid_event", input)
+    const parsed = parseBody(body)
+    if (typeof parsed === "string") return errorJson(400, parsed === INVALID_JSON ? "invalid_json" : "invalid_event", parsed)
+    const checked = Option.match(yield* Effect.serviceOption(PublishCheck), {
+      onNone: () => Either.right(toInput(parsed)),
+      onSome: (check) => check(parsed)
+    })
+    if (Either.isLeft(checked)) return errorJson(400, checked.left.error, checked.left.message)
+    const input = checked.right
     const access = yield* ctx.authorize(request, [input.topic], "publish")
     if (!("allows" in access)) return access
     if (access.allows !== undefined && !access.allows(input.topic)) {
@@ -183,8 +208,8 @@ const readLimitedPortable = (
 
 const INVALID_JSON = "body is not valid JSON"
 
-/** The event a body describes, or what is wrong with it. */
-const parseInput = (body: string): Event.EventInput | string => {
+/** The body's fields, or what is wrong with it. */
+const parseBody = (body: string): PublishBody | string => {
   let value: unknown
   try {
     value = JSON.parse(body)
@@ -198,6 +223,11 @@ const parseInput = (body: string): Event.EventInput | string => {
   if (typeof record.topic !== "string") return "topic must be a string"
   if (record.type !== undefined && typeof record.type !== "string") return "type must be a string"
   if (!("data" in record) || record.data === undefined) return "data is required"
-  const data = typeof record.data === "string" ? record.data : JSON.stringify(record.data)
-  return record.type === undefined ? { topic: record.topic, data } : { topic: record.topic, type: record.type, data }
+  return { topic: record.topic, type: record.type as string | undefined, data: record.data }
+}
+
+/** The untyped reading: a string `data` is stored as is, any other JSON value as its JSON text. */
+const toInput = ({ data, topic, type }: PublishBody): Event.EventInput => {
+  const text = typeof data === "string" ? data : JSON.stringify(data)
+  return type === undefined ? { topic, data: text } : { topic, type, data: text }
 }

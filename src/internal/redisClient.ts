@@ -16,6 +16,8 @@ import type { Script } from "./redisScripts.js"
  */
 export interface Client {
   readonly isOpen: boolean
+  /** Connected, and ready for commands. */
+  readonly isReady: boolean
   sendCommand(args: ReadonlyArray<string>): Promise<unknown>
   close(): Promise<unknown>
   destroy(): unknown
@@ -44,15 +46,17 @@ const describe = (cause: unknown): string => {
 }
 
 /**
- * A connected client for the scope. Offline queueing is off, so a command issued while the
- * connection is down fails at once instead of running late; the first connection must succeed.
+ * A client for the scope. Offline queueing is off, so a command issued while the connection is
+ * down fails at once instead of running late. A client that reconnects (the command connection)
+ * waits for its first attempt only: when Redis is unreachable it is returned anyway, its commands
+ * fail with `Unavailable`, and it keeps connecting in the background with capped, jittered backoff.
+ * One that does not (the tail's) must connect at once, or fails with `Unavailable`.
  * @internal
  */
 export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLogError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        let ready = false
         const client = createClient({
           url: options.url,
           name: options.name,
@@ -64,18 +68,23 @@ export const connect = (options: ConnectOptions): Effect.Effect<Client, EventLog
             connectTimeout: options.connectTimeoutMillis,
             keepAlive: true,
             reconnectStrategy: (retries: number, cause: Error) =>
-              ready && options.reconnect ? backoffMillis(retries, Math.random()) : cause
+              options.reconnect ? backoffMillis(retries, Math.random()) : cause
           }
         })
         // node-redis emits every socket error as an event: without a listener Node would throw it.
         client.on("error", () => {})
-        try {
-          await client.connect()
-        } catch (cause) {
-          client.destroy()
-          throw cause
+        const connected = client.connect()
+        if (!options.reconnect) {
+          try {
+            await connected
+          } catch (cause) {
+            client.destroy()
+            throw cause
+          }
+        } else {
+          connected.catch(() => {}) // rejects only when the client is closed while connecting
+          await Promise.race([connected, new Promise((resolve) => client.once("error", resolve))])
         }
-        ready = true
         return client as Client
       },
       catch: (cause) => unavailable(`cannot connect to Redis at ${redactUrl(options.url)}`, cause)

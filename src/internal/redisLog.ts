@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import type * as MetricLabel from "effect/MetricLabel"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type * as Event from "../Event.js"
@@ -13,7 +13,7 @@ import { EventLogError } from "./errors.js"
 import type * as Redis from "../EventLog/Redis.js"
 import { EventRecord } from "./event.js"
 import { invalidKey } from "./eventLog.js"
-import { backoffMillis, type Client, connect, runScript, send, unavailable } from "./redisClient.js"
+import { backoffMillis, type Client, connect, redactUrl, runScript, send, unavailable } from "./redisClient.js"
 import { APPEND, META, READ } from "./redisScripts.js"
 
 /** @internal */
@@ -135,7 +135,6 @@ export const tailLag = Metric.histogram(
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
   "Time from an event's append in Redis to its fan-out on this node (tail reader)"
 )
-const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 /**
  * The node's one tail reader: it reads the stream from the last id it delivered with `XREAD BLOCK`
@@ -143,6 +142,8 @@ const NO_LABELS: ReadonlyArray<MetricLabel.MetricLabel> = []
  * @internal
  */
 export class Tail {
+  /** `labels`: the lag histogram's, `log="<prefix>"`. */
+  constructor(private readonly labels: ReadonlyArray<MetricLabel.MetricLabel> = []) {}
   epoch: string | undefined = undefined
   m = ""
   position = 0
@@ -172,7 +173,7 @@ export class Tail {
   deliver(events: ReadonlyArray<Event.Event>): void {
     if (events.length === 0) return
     this.position = events[events.length - 1]!.id.seq
-    tailLag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, NO_LABELS)
+    tailLag.unsafeUpdate(Math.max(0, Date.now() - events[events.length - 1]!.time) / 1000, this.labels)
     for (const follower of this.followers) follower.listener(events)
     this.progress()
   }
@@ -204,14 +205,19 @@ export const make = (options?: Redis.RedisOptions): Effect.Effect<EventLog.Event
     const client = yield* connect({ url: settings.url, name: "sluice", connectTimeoutMillis: settings.connectTimeoutMillis, reconnect: true })
     const timeout = settings.commandTimeoutMillis
     const baseKeys = [settings.keys.meta, settings.keys.stream]
-    // Load the scripts once; later calls go by SHA1 (and fall back to EVAL on NOSCRIPT).
-    for (const script of [META, READ, APPEND]) yield* send(client, ["SCRIPT", "LOAD", script.body], timeout)
+    if (!client.isReady) {
+      // The log starts anyway: its commands fail with `Unavailable` until the client connects by itself.
+      yield* Effect.logWarning(`Redis at ${redactUrl(settings.url)} is unreachable; the log retries in the background`)
+    }
+    // Load the scripts once; later calls go by SHA1 (and fall back to EVAL on NOSCRIPT, which
+    // caches the script: so a load that fails now, Redis being down, costs nothing later).
+    for (const script of [META, READ, APPEND]) yield* Effect.ignore(send(client, ["SCRIPT", "LOAD", script.body], timeout))
 
     const meta = (on: Client) =>
       Effect.flatMap(runScript(on, META, baseKeys, [epochToken()], timeout), (reply) => parse(() => parseMeta(reply)))
 
     const layerScope = yield* Effect.scope
-    const tail = new Tail()
+    const tail = new Tail([MetricLabel.make("log", options?.prefix ?? "sluice")])
     let tailStarted = false
     const startTail = Effect.suspend(() => {
       if (tailStarted) return Effect.void

@@ -55,6 +55,10 @@ export abstract class Session {
   private lastProgress: number
   private endingAt: number | undefined = undefined
   private released = false
+  /** Events handed to the transport, replay and live (counted per page and per flush, not per event). */
+  written = 0
+  /** Runs once when the session is released, after its subscriber closed (the connection's span ends here). */
+  onRelease: ((session: Session) => void) | undefined = undefined
 
   constructor(
     readonly writer: WriterPort,
@@ -146,7 +150,11 @@ export abstract class Session {
     }
     if (!this.writeReplay(now)) return this.noticeEnd()
     if (state === "backlog") this.to("live")
-    if (this.sub.buffered > 0) this.wrote(this.writer.encode(this.sub.take()), now)
+    if (this.sub.buffered > 0) {
+      const batch = this.sub.take()
+      this.written += batch.length
+      this.wrote(this.writer.encode(batch), now)
+    }
     if (this.sub.endReason !== undefined) this.to("done")
   }
 
@@ -181,6 +189,9 @@ export abstract class Session {
     this.detach()
     this.sub.close()
     this.writer.remove(this)
+    const onRelease = this.onRelease
+    this.onRelease = undefined
+    if (onRelease !== undefined) onRelease(this)
   }
 
   private noticeEnd(): void {
@@ -210,9 +221,11 @@ export abstract class Session {
       if (page !== undefined) {
         const events = page.events
         let writable = true
+        const from = this.pageIndex
         while (writable && this.pageIndex < events.length && this.sub.endReason === undefined) {
           writable = this.write(frameOf(events[this.pageIndex++]!))
         }
+        this.written += this.pageIndex - from
         this.lastWrite = this.lastProgress = now
         if (this.pageIndex < events.length) {
           if (this.sub.endReason !== undefined) continue // ended mid-page: stop here (above)

@@ -48,8 +48,8 @@ export const make = (
         { headers: { "cache-control": "no-store" } }
       ))
 
-    // Reading the stats first brings the bus's gauges and counters up to date.
-    const metrics = Effect.map(Effect.zipRight(bus.stats, renderAll), (text) =>
+    // Rendering brings the gauges and counters of every open bus up to date first.
+    const metrics = Effect.map(renderAll, (text) =>
       HttpServerResponse.text(text, {
         contentType: "text/plain; version=0.0.4; charset=utf-8",
         headers: { "cache-control": "no-store" }

@@ -22,6 +22,7 @@ import { PortableSession, portableBody } from "./portableTransport.js"
 import { errorJson, parseUrl, readStreamRequest, type StreamRequest } from "./request.js"
 import type { Session } from "./session.js"
 import { endFrame, opening, resetFrame } from "./sse.js"
+import { connectionAttributes, connectionSpan } from "./telemetry.js"
 
 /** A whole stream that ends at once: the opening, then `event: end`. @internal */
 export const closingBytes = (retry: number, reason: string): Uint8Array =>
@@ -79,16 +80,19 @@ export const makeEvents = (
   /** Subscribes for a session of either transport; the session is made once the outcome is known. */
   const subscribeFor = <S extends Session>(
     stream: StreamRequest,
+    transport: "node" | "portable",
     makeSession: (sub: SubscriberHandle, backlog: Uint8Array, expiresAt: number | undefined) => S
   ) =>
     Effect.gen(function*() {
       let session: S | undefined
       const onReady = () => session !== undefined && writer.markDirty(session)
-      const subscribed = yield* Effect.either(rawSubscribe(bus, subscribeOptions(stream), { encodes: true, onReady }))
+      const options = subscribeOptions(stream)
+      const subscribed = yield* Effect.either(rawSubscribe(bus, options, { encodes: true, onReady }))
       if (Either.isLeft(subscribed)) return undefined
       const { outcome, subscriber } = subscribed.right
       const backlog = Buffer.from(opening(yield* retryMillis) + resetFrame(outcome), "utf8")
       session = makeSession(subscriber, backlog, yield* expiry)
+      session.onRelease = yield* connectionSpan(connectionAttributes(transport, options, outcome))
       writer.add(session)
       if (draining()) session.end("shutdown")
       return session
@@ -97,7 +101,7 @@ export const makeEvents = (
   const nodeStream = (stream: StreamRequest, res: Http.ServerResponse) =>
     Effect.gen(function*() {
       guardSocket(res.socket!, config.keepAlive)
-      const session = yield* subscribeFor(stream, (sub, backlog, expiresAt) =>
+      const session = yield* subscribeFor(stream, "node", (sub, backlog, expiresAt) =>
         new NodeSession(writer, sub, res, backlog, expiresAt))
       if (session === undefined) return yield* closingResponse("unavailable")
       if (draining()) session.closeSocketOnFinish = true
@@ -107,7 +111,7 @@ export const makeEvents = (
   const portableStream = (stream: StreamRequest) =>
     HttpServerResponse.stream(
       Stream.unwrapScoped(Effect.gen(function*() {
-        const session = yield* subscribeFor(stream, (sub, backlog, expiresAt) =>
+        const session = yield* subscribeFor(stream, "portable", (sub, backlog, expiresAt) =>
           new PortableSession(writer, sub, backlog, expiresAt))
         if (session === undefined) return Stream.make(closingBytes(yield* retryMillis, "unavailable"))
         return portableBody(session)

@@ -1,5 +1,6 @@
 /** @internal */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -8,6 +9,7 @@ import type * as Event from "../Event.js"
 import type * as EventBus from "../EventBus.js"
 import { formatId } from "./event.js"
 import { inspectSubscriber, keepRaw, streamOf } from "./eventBus.js"
+import type { Session } from "./session.js"
 
 type Bus = EventBus.EventBus["Type"]
 
@@ -117,3 +119,42 @@ const logEndOnClose = (subscription: EventBus.Subscription): Effect.Effect<void,
       )
     })
   )
+
+/**
+ * A span for one SSE connection, when a tracer other than the built-in one is installed: it starts
+ * now (as the session is made, a child of the request's span) and ends when the session is released,
+ * from the session's own release path, whoever owns the session by then. It carries the end reason,
+ * the events delivered and the lifetime; nothing is recorded per event. `undefined` without a tracer.
+ * @internal
+ */
+export const connectionSpan = (
+  attributes: Record<string, unknown>
+): Effect.Effect<((session: Session) => void) | undefined> =>
+  Effect.tracerWith((tracer) =>
+    tracer === builtInTracer
+      ? Effect.succeed(undefined)
+      : Effect.zipWith(
+        Effect.makeSpan("SseRoute.connection", { kind: "internal", attributes }),
+        Effect.clock,
+        (span, clock) => (session: Session) => {
+          const end = clock.unsafeCurrentTimeNanos()
+          span.attribute("sluice.end_reason", session.sub.endReason ?? "closed")
+          span.attribute("sluice.events_delivered", session.written)
+          span.attribute("sluice.lifetime_ms", Number(end - span.status.startTime) / 1e6)
+          span.attribute("sluice.destroyed", session.state === "destroyed")
+          span.end(end, Exit.void)
+        }
+      )
+  )
+
+/** The attributes a connection's span starts with. @internal */
+export const connectionAttributes = (
+  transport: "node" | "portable",
+  options: EventBus.SubscribeOptions,
+  outcome: EventBus.ResumeOutcome
+): Record<string, unknown> => ({
+  ...subscribeAttributes(options),
+  "sluice.transport": transport,
+  "sluice.outcome": outcome._tag === "Reset" ? "reset" : outcome._tag.toLowerCase(),
+  ...(outcome._tag === "Reset" ? { "sluice.reset_reason": outcome.reason } : {})
+})

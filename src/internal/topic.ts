@@ -5,6 +5,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
+import type * as Event from "../Event.js"
 import type * as Topic from "../Topic.js"
 import { compileTopics, validatePattern } from "./event.js"
 
@@ -152,4 +153,29 @@ export const countUndecodable = (topic: TopicImpl<string, Topic.EventSchemas>, r
 /** Creates the family's zero series, so an alert on them has data from the first scrape. */
 export const touchMetrics = (topic: TopicImpl<string, Topic.EventSchemas>): void => {
   for (const reason of REASONS) undecodableTotal.unsafeUpdate(0, topic.labels[reason])
+}
+
+/**
+ * The event an HTTP publish body describes for a typed family: `data` is the payload's encoded
+ * form as a JSON value; it is decoded with the type's schema and encoded again (so what is stored
+ * is exactly what `Topic.publish` would store); or why it is refused, appending nothing.
+ * @internal
+ */
+export const checkPublishBody = (
+  topic: TopicImpl<string, Topic.EventSchemas>,
+  body: { readonly topic: string; readonly type: string | undefined; readonly data: unknown }
+): Either.Either<Event.EventInput, { readonly error: string; readonly message: string }> => {
+  const concrete = resolveTopic(topic, body.topic)
+  if (Either.isLeft(concrete)) return Either.left({ error: "invalid_event", message: concrete.left })
+  const type = body.type ?? tagOf(body.data)
+  const decoded = decodePayload(topic, type, JSON.stringify(body.data))
+  if (Either.isLeft(decoded)) {
+    return Either.left({
+      error: decoded.left.reason === "UnknownType" ? "invalid_event" : "invalid_payload",
+      message: decoded.left.message
+    })
+  }
+  const encoded = encodePayload(topic, type, decoded.right)
+  if (Either.isLeft(encoded)) return Either.left({ error: "invalid_payload", message: encoded.left.message })
+  return Either.right({ topic: concrete.right, type, data: encoded.right })
 }

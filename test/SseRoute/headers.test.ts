@@ -106,7 +106,7 @@ describe("SseRoute headers and first bytes", () => {
         const line of [
           "# TYPE sluice_published_total counter",
           "# TYPE sluice_subscribers gauge",
-          "sluice_subscribers 0",
+          "sluice_subscribers{bus=\"default\"} 0",
           "# TYPE sluice_buffered_events gauge",
           "# TYPE sluice_buffered_bytes gauge",
           "# TYPE sluice_delivered_total counter"
@@ -114,14 +114,14 @@ describe("SseRoute headers and first bytes", () => {
       ) {
         assert.include(text.split("\n"), line)
       }
-      // Metrics are process-wide: the other tests of this file opened streams and published too.
+      // Series are per bus name: the other tests of this file ran buses named `default` too.
       const value = (series: string): number => {
         const line = text.split("\n").find((l) => l.startsWith(`${series} `))
         assert.isDefined(line, series)
         return Number(line!.slice(series.length + 1))
       }
-      assert.isAtLeast(value("sluice_published_total"), 5)
-      assert.isAtLeast(value("sluice_subscriber_ends_total{reason=\"overflow\"}"), 1)
-      assert.isAtLeast(value("sluice_resumes_total{outcome=\"live\"}"), 1)
+      assert.isAtLeast(value("sluice_published_total{bus=\"default\"}"), 5)
+      assert.isAtLeast(value("sluice_subscriber_ends_total{bus=\"default\",reason=\"overflow\"}"), 1)
+      assert.isAtLeast(value("sluice_resumes_total{bus=\"default\",outcome=\"live\"}"), 1)
     }))
 })
