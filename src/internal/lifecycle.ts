@@ -109,6 +109,7 @@ export const make = (
         servers.closeIdle()
         yield* within(runCallback, clock, servers.whenClosed, deadline - clock.unsafeCurrentTimeMillis())
         servers.destroyAll()
+        writer.close()
       })
     )
     return { clock, writer, servers, draining: () => draining, drain }

@@ -14,10 +14,10 @@ import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
 import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
-import { rawSubscribe, type SubscriberHandle } from "./eventBus.js"
+import { type RawSubscription, rawSubscribe, type SubscriberHandle } from "./eventBus.js"
 import type { Lifecycle } from "./lifecycle.js"
 import { endRaw, guardSocket, isQueued, rawResponse } from "./nodeEdge.js"
-import { CLOSE_DELIMITED_HEADERS, NodeSession, nodeStreamResponse, SSE_HEADERS } from "./nodeTransport.js"
+import { CLOSE_DELIMITED_HEADERS, handOverResponse, NodeSession, SSE_HEADERS } from "./nodeTransport.js"
 import { PortableSession, portableBody } from "./portableTransport.js"
 import { errorJson, parseUrl, readStreamRequest, type StreamRequest } from "./request.js"
 import type { Session } from "./session.js"
@@ -76,32 +76,40 @@ export const makeEvents = (
     }
   }
 
-  /** Subscribes for a session of either transport; the session is made once the outcome is known. */
+  /**
+   * Subscribes for a session of either transport; the session is made, and added to the writer, in
+   * the same uninterruptible step that makes the subscription (it owns the subscriber from there).
+   */
   const subscribeFor = <S extends Session>(
     stream: StreamRequest,
     makeSession: (sub: SubscriberHandle, backlog: Uint8Array, expiresAt: number | undefined) => S
   ) =>
     Effect.gen(function*() {
+      const retry = yield* retryMillis
+      const expiresAt = yield* expiry
       let session: S | undefined
       const onReady = () => session !== undefined && writer.markDirty(session)
-      const subscribed = yield* Effect.either(rawSubscribe(bus, subscribeOptions(stream), { encodes: true, onReady }))
-      if (Either.isLeft(subscribed)) return undefined
-      const { outcome, subscriber } = subscribed.right
-      const backlog = Buffer.from(opening(yield* retryMillis) + resetFrame(outcome), "utf8")
-      session = makeSession(subscriber, backlog, yield* expiry)
-      writer.add(session)
-      if (draining()) session.end("shutdown")
-      return session
+      const adopt = ({ outcome, subscriber }: RawSubscription) => {
+        session = makeSession(subscriber, Buffer.from(opening(retry) + resetFrame(outcome), "utf8"), expiresAt)
+        writer.add(session)
+        if (draining()) session.end("shutdown")
+        return session
+      }
+      const subscribed = yield* Effect.either(rawSubscribe(bus, subscribeOptions(stream), { encodes: true, onReady }, adopt))
+      return Either.isLeft(subscribed) ? undefined : subscribed.right
     })
 
   const nodeStream = (stream: StreamRequest, res: Http.ServerResponse) =>
     Effect.gen(function*() {
       guardSocket(res.socket!, config.keepAlive)
       const session = yield* subscribeFor(stream, (sub, backlog, expiresAt) =>
-        new NodeSession(writer, sub, res, backlog, expiresAt))
+        new NodeSession(writer, sub, res, backlog, expiresAt, config.chunked))
       if (session === undefined) return yield* closingResponse("unavailable")
       if (draining()) session.closeSocketOnFinish = true
-      return yield* nodeStreamResponse(session, config.chunked)
+      // Released here only if the request ends before the response is handed over.
+      yield* Effect.addFinalizer(() => Effect.sync(session.unclaimed))
+      if (res.socket === null || res.socket.destroyed) session.release() // the peer left while the subscription started
+      return handOverResponse(session)
     })
 
   const portableStream = (stream: StreamRequest) =>
@@ -110,6 +118,7 @@ export const makeEvents = (
         const session = yield* subscribeFor(stream, (sub, backlog, expiresAt) =>
           new PortableSession(writer, sub, backlog, expiresAt))
         if (session === undefined) return Stream.make(closingBytes(yield* retryMillis, "unavailable"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => session.release()))
         return portableBody(session)
       })),
       { contentType: "text/event-stream", headers: SSE_HEADERS }

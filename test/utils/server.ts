@@ -30,6 +30,8 @@ export const startServer = (options?: {
   readonly wrapLog?: (log: EventLog.EventLog["Type"]) => EventLog.EventLog["Type"]
   /** `false` turns the platform's request spans off (`HttpMiddleware.withTracerDisabledWhen`). */
   readonly tracer?: boolean
+  /** An app middleware around the router (it sees each request's fiber from start to end). */
+  readonly middleware?: HttpMiddleware.HttpMiddleware
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
@@ -37,9 +39,10 @@ export const startServer = (options?: {
       server = Http.createServer()
       return server
     }, { port: 0, host: "127.0.0.1" })
-    const served = options?.tracer === false
-      ? HttpServer.serve(SseRoute.router).pipe(HttpMiddleware.withTracerDisabledWhen(() => true))
-      : HttpServer.serve(SseRoute.router)
+    const serve = options?.middleware === undefined
+      ? HttpServer.serve(SseRoute.router)
+      : HttpServer.serve(SseRoute.router, options.middleware)
+    const served = options?.tracer === false ? serve.pipe(HttpMiddleware.withTracerDisabledWhen(() => true)) : serve
     const appLayer = Layer.mergeAll(served, Layer.effectDiscard(Effect.void)).pipe(
       Layer.provideMerge(SseRoute.layer(options?.route)),
       Layer.provideMerge(busLayer(options?.bus, options?.wrapLog)),
