@@ -12,7 +12,15 @@ import { sig } from "../lib/stats.js"
 interface Rep {
   readonly openMs: number
   readonly resumeMs: number
+  /** Server CPU ms per 1,000 streams opened / resumed: steadier than wall time on a loaded machine. */
+  readonly openCpu: number
+  readonly resumeCpu: number
   readonly error?: string | undefined
+}
+
+interface Cpu {
+  readonly user: number
+  readonly system: number
 }
 
 interface Replayed {
@@ -44,12 +52,19 @@ export const s15 = async (ctx: Ctx): Promise<Array<Row>> => {
         await waitConnections(server, k, 60_000)
         await closeAll()
       }
+      const cpuMs = async () => {
+        const { cpu } = await server.call<{ cpu: Cpu }>("info")
+        return (cpu.user + cpu.system) / 1000
+      }
+      const open0 = await cpuMs()
       const { ms: openMs } = await profiled(ctx, server, `S15-open-${mode}-r${round + 1}`, () => openStreams(clients, k))
       await waitConnections(server, k, 60_000)
+      const openCpu = ((await cpuMs()) - open0) / k * 1000
       await closeAll()
 
       const head = await server.call<{ epoch: string; seq: number }>("burst", { events: behind + 10, size: 70 })
       const lastEventId = `${head.epoch}-${head.seq - behind}`
+      const resume0 = await cpuMs()
       const results = await profiled(ctx, server, `S15-resume-${mode}-r${round + 1}`, () =>
         Promise.all(clients.map((c, i) =>
           c.call<Replayed>("replay", {
@@ -60,15 +75,19 @@ export const s15 = async (ctx: Ctx): Promise<Array<Row>> => {
             timeoutMs: 60_000
           }, 90_000)
         )))
+      const resumeCpu = ((await cpuMs()) - resume0) / resumers * 1000
       await closeAll()
       const incomplete = results.find((r) => !r.ok || r.tLast === undefined)
       if (incomplete !== undefined) {
-        return { openMs, resumeMs: Number.NaN, error: `resume incomplete: ${JSON.stringify(incomplete)}` }
+        return { openMs, openCpu, resumeCpu, resumeMs: Number.NaN, error: `resume incomplete: ${JSON.stringify(incomplete)}` }
       }
       const resumeMs = Math.max(...results.map((r) => r.tLast!)) - Math.min(...results.map((r) => r.t0))
-      return { openMs, resumeMs }
+      return { openMs, resumeMs, openCpu, resumeCpu }
     },
-    (r) => r.error ?? `opened ${k} in ${sig(r.openMs)} ms; ${resumers} resumed in ${sig(r.resumeMs)} ms`
+    (r) =>
+      r.error ??
+        `opened ${k} in ${sig(r.openMs)} ms (server ${sig(r.openCpu)} ms CPU/1k); ${resumers} resumed in ${sig(r.resumeMs)} ms ` +
+          `(server ${sig(r.resumeCpu)} ms CPU/1k)`
   )
   const errors = failures(ctx, "S15", reps)
   const shared = { scenario: "S15", better: "lower", baselineName: "raw node:http with a ring" } as const
@@ -89,6 +108,18 @@ export const s15 = async (ctx: Ctx): Promise<Array<Row>> => {
       goal: "<= 1.5x raw",
       check: (r) => r.ratio <= 1.5,
       ...(errors.length > 0 ? { extra: { errors } } : {})
+    },
+    {
+      params: { streams: k },
+      metric: "server CPU ms per 1,000 streams opened",
+      sluice: reps.sluice.map((r) => r.openCpu),
+      baseline: reps.raw.map((r) => r.openCpu)
+    },
+    {
+      params: { clients: resumers, behind },
+      metric: "server CPU ms per 1,000 resumes",
+      sluice: reps.sluice.map((r) => r.resumeCpu),
+      baseline: reps.raw.map((r) => r.resumeCpu)
     }
   ])
 }

@@ -59,6 +59,8 @@ const makeWriter = (config: SseRoute.ResolvedOptions, clock: Clock.Clock, runCal
     (session, onPage) => {
       const replay = session.sub.replaying
       if (replay === undefined) return onPage(undefined)
+      const held = replay.takeHeld() // the first page of a resume: no fiber for it
+      if (held !== undefined) return onPage(held)
       runCallback(replay.next, { onExit: (exit) => onPage(Exit.isSuccess(exit) ? exit.value : "failed") })
     }
   )

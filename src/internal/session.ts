@@ -42,6 +42,9 @@ export interface WriterPort {
 
 const EMPTY = new Uint8Array(0)
 
+/** Replayed frames are joined into writes of at most this many bytes. */
+const REPLAY_CHUNK = 16 * 1024
+
 /** @internal */
 export abstract class Session {
   state: State = "opening"
@@ -194,8 +197,9 @@ export abstract class Session {
   }
 
   /**
-   * The replay, page by page at the transport's pace, each frame the event's shared one. True once
-   * the replay is done; until then nothing live is written (it follows the replay).
+   * The replay, page by page at the transport's pace, in writes of up to {@link REPLAY_CHUNK} bytes
+   * joined from the events' shared frames. True once the replay is done; until then nothing live is
+   * written (it follows the replay).
    */
   private writeReplay(now: number): boolean {
     for (;;) {
@@ -211,7 +215,7 @@ export abstract class Session {
         const events = page.events
         let writable = true
         while (writable && this.pageIndex < events.length && this.sub.endReason === undefined) {
-          writable = this.write(frameOf(events[this.pageIndex++]!))
+          writable = this.write(this.replayChunk(events))
         }
         this.lastWrite = this.lastProgress = now
         if (this.pageIndex < events.length) {
@@ -226,6 +230,25 @@ export abstract class Session {
       if (replay === undefined) return true
       if (!this.fetch()) return false // the page arrives later and marks the session dirty
     }
+  }
+
+  /**
+   * The page's next frames from `pageIndex`, joined up to {@link REPLAY_CHUNK} bytes: one write per
+   * chunk, not one per event (a lone frame is written as it is, shared with the log's event).
+   */
+  private replayChunk(events: ReadonlyArray<Event.Event>): Uint8Array {
+    const first = frameOf(events[this.pageIndex++]!)
+    if (this.pageIndex >= events.length || first.byteLength >= REPLAY_CHUNK) return first
+    const frames = [first]
+    let size = first.byteLength
+    while (this.pageIndex < events.length && size < REPLAY_CHUNK) {
+      const frame = frameOf(events[this.pageIndex]!)
+      if (size + frame.byteLength > REPLAY_CHUNK) break
+      frames.push(frame)
+      size += frame.byteLength
+      this.pageIndex++
+    }
+    return frames.length === 1 ? first : Buffer.concat(frames, size)
   }
 
   /** Asks for the next replay page; true when it arrived at once. */
