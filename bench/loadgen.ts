@@ -11,8 +11,10 @@
  * fraction of that. It reports its own CPU time so the driver can tell when the client, not the
  * server, is the limit.
  */
+import * as Http from "node:http"
 import * as Net from "node:net"
 import { childConfig, serveIpc, wallNow } from "./lib/ipc.js"
+import { eventData } from "./lib/stats.js"
 
 interface LoadgenConfig {
   /** `http://127.0.0.1:<port>` */
@@ -267,7 +269,49 @@ const cpuSince = () => {
 
 let stalledSocket: Net.Socket | undefined
 
+/** One `POST /events` on a kept-alive connection of `agent`; resolves with the status. */
+const postOne = (agent: Http.Agent, body: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const req = Http.request({
+      host: url.hostname,
+      port: url.port,
+      method: "POST",
+      path: "/events",
+      agent,
+      headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }
+    }, (res) => {
+      res.resume()
+      res.on("end", () => resolve(res.statusCode ?? 0))
+      res.on("error", reject)
+    })
+    req.on("error", reject)
+    req.end(body)
+  })
+
 serveIpc({
+  /**
+   * S3p: publishes `n` events through `POST /events`, one event per request, `concurrency` requests
+   * in flight on as many kept-alive connections; the publish time is embedded in `data`.
+   */
+  post: async ({ concurrency, n, size, topic }: { n: number; concurrency: number; size: number; topic: string }) => {
+    const agent = new Http.Agent({ keepAlive: true, maxSockets: concurrency })
+    const t0 = performance.now()
+    const statuses: Record<string, number> = {}
+    let failed = 0
+    let next = 0
+    const worker = async () => {
+      while (next < n) {
+        next++
+        const body = JSON.stringify({ topic, type: "x", data: eventData(wallNow(), size) })
+        const status = await postOne(agent, body).catch(() => 0)
+        statuses[status] = (statuses[status] ?? 0) + 1
+        if (status !== 201) failed++
+      }
+    }
+    await Promise.all(Array.from({ length: concurrency }, worker))
+    agent.destroy()
+    return { posted: n, failed, statuses, ms: performance.now() - t0 }
+  },
   /** Opens `n` more streams (at most `concurrency` handshakes at a time); every `sampleEvery`-th is sampled. */
   open: async ({ concurrency = 200, headers = {}, n, path, sampleEvery = 0 }: {
     n: number

@@ -1,5 +1,5 @@
 /**
- * The benchmark driver: `npm run bench [-- --smoke] [-- S3 S5 …] [-- --rounds N] [-- --no-pin] [-- --prof]`.
+ * The benchmark driver: `npm run bench [-- --smoke] [-- S3 S3p S5 …] [-- --rounds N] [-- --no-pin] [-- --prof]`.
  *
  * Each scenario runs sluice and its baseline in the same run, interleaved (A/B, order reversed on
  * alternate rounds), and reports the median ratio with its min–max spread. One JSON line per row
@@ -17,6 +17,7 @@ type Scenario = (ctx: Ctx) => Promise<Array<Row>>
 const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   S1: () => import("./scenarios/s1.js").then((m) => m.s1),
   S3: () => import("./scenarios/s3.js").then((m) => m.s3),
+  S3P: () => import("./scenarios/s3p.js").then((m) => m.s3p),
   S5: () => import("./scenarios/s5.js").then((m) => m.s5),
   S6: () => import("./scenarios/s6.js").then((m) => m.s6),
   S7: () => import("./scenarios/s7.js").then((m) => m.s7),
@@ -26,7 +27,8 @@ const SCENARIOS: Record<string, () => Promise<Scenario>> = {
   S11: () => import("./scenarios/s11.js").then((m) => m.s11),
   S12: () => import("./scenarios/s12.js").then((m) => m.s12),
   S13: () => import("./scenarios/s13.js").then((m) => m.s13),
-  S14: () => import("./scenarios/s14.js").then((m) => m.s14)
+  S14: () => import("./scenarios/s14.js").then((m) => m.s14),
+  S15: () => import("./scenarios/s15.js").then((m) => m.s15)
 }
 
 const argv = process.argv.slice(2)
@@ -36,7 +38,7 @@ const option = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined
 }
 const smoke = flag("--smoke")
-const selected = argv.filter((a) => /^S\d+$/i.test(a)).map((a) => a.toUpperCase())
+const selected = argv.filter((a) => /^S\d+p?$/i.test(a)).map((a) => a.toUpperCase())
 const unknown = selected.filter((s) => SCENARIOS[s] === undefined)
 if (unknown.length > 0) {
   console.error(`unknown scenario(s) ${unknown.join(", ")}; known: ${Object.keys(SCENARIOS).join(", ")}`)

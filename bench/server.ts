@@ -100,6 +100,7 @@ const startSluice = async (): Promise<Target> => {
     ...(config.tracer === undefined ? {} : { tracer: config.tracer }),
     route: {
       heartbeat: HOUR, // a heartbeat is a frame: keep them out of the exact delivery counts
+      publish: true, // POST /events (S3p)
       ...(route.maxEvents === undefined ? {} : { maxEvents: route.maxEvents }),
       ...(route.maxBytes === undefined ? {} : { maxBytes: route.maxBytes }),
       ...(route.stallTimeoutMs === undefined ? {} : { stallTimeout: route.stallTimeoutMs }),
@@ -189,6 +190,7 @@ const startRaw = async (): Promise<Target> => {
     if (parts.length > 0) res.write(Buffer.concat(parts, size))
   }
   const server = Http.createServer((req, res) => {
+    if (req.method === "POST" && req.url === "/events") return post(req, res)
     if (req.method !== "GET" || !req.url?.startsWith("/events")) {
       res.writeHead(404).end()
       return
@@ -206,23 +208,48 @@ const startRaw = async (): Promise<Target> => {
     live.add(res)
     res.on("close", () => live.delete(res))
   })
+  const append = (data: string, type = TYPE) => {
+    seq++
+    const frame = Buffer.from(`id: ${epoch}-${seq}\nevent: ${type}\ndata: ${data}\n\n`, "utf8")
+    ring[seq % capacity] = frame
+    pending.push(frame)
+    pendingBytes += frame.byteLength
+    if (!scheduled) {
+      scheduled = true
+      setImmediate(flush)
+    }
+  }
+  /** `POST /events` (S3p): a bounded JSON body `{topic, type?, data}`, appended and fanned out like `publish`. */
+  const post = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
+    const parts: Array<Buffer> = []
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size <= 1024 * 1024) parts.push(chunk)
+    })
+    req.on("end", () => {
+      let input: { topic?: unknown; type?: unknown; data?: unknown } | undefined
+      try {
+        input = size <= 1024 * 1024 ? JSON.parse(Buffer.concat(parts, size).toString("utf8")) : undefined
+      } catch {
+        input = undefined
+      }
+      if (typeof input?.topic !== "string" || typeof input.data !== "string" || (input.type !== undefined && typeof input.type !== "string")) {
+        res.writeHead(400, { "content-type": "application/json" }).end(`{"error":"invalid_event","message":"bad body"}`)
+        return
+      }
+      append(input.data, input.type as string | undefined)
+      const body = JSON.stringify({ id: `${epoch}-${seq}` })
+      res.writeHead(201, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }).end(body)
+    })
+  }
   track(server)
   await new Promise<void>((resolve) => server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, resolve))
   const address = server.address()
   return {
     port: typeof address === "object" && address !== null ? address.port : 0,
     publish: (datas) => {
-      for (const data of datas) {
-        seq++
-        const frame = Buffer.from(`id: ${epoch}-${seq}\nevent: ${TYPE}\ndata: ${data}\n\n`, "utf8")
-        ring[seq % capacity] = frame
-        pending.push(frame)
-        pendingBytes += frame.byteLength
-      }
-      if (!scheduled) {
-        scheduled = true
-        setImmediate(flush)
-      }
+      for (const data of datas) append(data)
     },
     backlogEvents: () => pending.length,
     backlogBytes: () => pendingBytes,

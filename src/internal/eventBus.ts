@@ -8,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -649,12 +650,17 @@ export interface RawSubscription {
   readonly subscriber: SubscriberHandle
 }
 
-type RawSubscribe = (
+type RawSubscribe = <A>(
   options: EventBus.SubscribeOptions,
-  consumer: Consumer
-) => Effect.Effect<RawSubscription, SubscribeError, Scope.Scope>
+  consumer: Consumer,
+  adopt: (subscription: RawSubscription) => A
+) => Effect.Effect<A, SubscribeError>
 
 const rawSubscribers = new WeakMap<object, RawSubscribe>()
+
+/** Keeps a subscriber for the caller's scope: closed when it closes. */
+const scoped = (acquire: Effect.Effect<Subscriber>): Effect.Effect<Subscriber, never, Scope.Scope> =>
+  Effect.acquireRelease(acquire, (s) => Effect.sync(() => s.close()))
 
 /** Whether the bus was made by this module (it has a raw side for the SSE route). @internal */
 export const hasRawSide = (bus: EventBus.EventBus["Type"]): boolean => rawSubscribers.has(bus)
@@ -667,19 +673,23 @@ export const keepRaw = (from: EventBus.EventBus["Type"], to: EventBus.EventBus["
 }
 
 /**
- * Subscribes for a raw consumer on a bus this module made; registered for the scope like
- * `subscribe`. A bus made elsewhere has no raw side: that is a defect with a clear message.
+ * Subscribes for a raw consumer on a bus this module made, and hands the subscriber to `adopt`
+ * (synchronous, run uninterruptibly once the subscription is made): from then on the caller owns
+ * it and must `close` it. No scope holds it, so it can outlive the request that opened it; a start
+ * that fails or is interrupted closes it. A bus made elsewhere has no raw side: that is a defect with
+ * a clear message.
  * @internal
  */
-export const rawSubscribe = (
+export const rawSubscribe = <A>(
   bus: EventBus.EventBus["Type"],
   options: EventBus.SubscribeOptions,
-  consumer: Consumer
-): Effect.Effect<RawSubscription, SubscribeError, Scope.Scope> => {
+  consumer: Consumer,
+  adopt: (subscription: RawSubscription) => A
+): Effect.Effect<A, SubscribeError> => {
   const raw = rawSubscribers.get(bus)
   return raw === undefined
     ? Effect.dieMessage("SseRoute needs a bus made by EventBus.make / EventBus.layer")
-    : raw(options, consumer)
+    : raw(options, consumer, adopt)
 }
 
 /**
@@ -893,7 +903,16 @@ export const make = (
           new PublishError({ reason: "Unavailable", message: cause.message, cause }))
       })
 
-    const register = (subscribeOptions: EventBus.SubscribeOptions | undefined, consumer: Consumer | undefined) =>
+    /**
+     * `hold` keeps the new subscriber (in the caller's scope, or not at all for a raw consumer) and
+     * `restore` makes the wait for the log interruptible when the caller runs this uninterruptibly.
+     */
+    const register = <R>(
+      subscribeOptions: EventBus.SubscribeOptions | undefined,
+      consumer: Consumer | undefined,
+      hold: (acquire: Effect.Effect<Subscriber>) => Effect.Effect<Subscriber, never, R>,
+      restore: <A, E, R2>(effect: Effect.Effect<A, E, R2>) => Effect.Effect<A, E, R2> = identity
+    ) =>
       Effect.gen(function*() {
         const topics = subscribeOptions?.topics ?? []
         for (const topic of topics) {
@@ -912,7 +931,7 @@ export const make = (
         const { maxBytes, maxEvents, maxReplay, stallTimeout } = limits
 
         // Register first: from this synchronous step on, every event after `position` reaches the buffer.
-        const sub = yield* Effect.acquireRelease(
+        const sub = yield* hold(
           Effect.sync(() => {
             const s = new Subscriber(
               hub,
@@ -927,8 +946,7 @@ export const make = (
             hub.register(s)
             if (hub.shuttingDown) s.end("shutdown")
             return s
-          }),
-          (s) => Effect.sync(() => s.close())
+          })
         )
         const position = sub.floor
         const head: Event.EventId = { epoch: hub.epoch, seq: position }
@@ -936,7 +954,9 @@ export const make = (
         sub.resuming = subscribeOptions?.after !== undefined
         sub.catchUpLeft = maxReplay
         // A start that fails or is interrupted releases its registration now, not when the caller's scope closes.
-        const resolved = yield* resolveResume(log, hub, subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match).pipe(
+        const resolved = yield* restore(
+          resolveResume(log, hub, subscribeOptions?.after, position, head, maxReplay, maxBytes, sub.match)
+        ).pipe(
           Effect.tapError((e) => Effect.sync(() => e.reason === "Unavailable" && sub.end("unavailable"))),
           Effect.onError(() => Effect.sync(() => sub.close()))
         )
@@ -953,7 +973,7 @@ export const make = (
 
     const subscribe = (subscribeOptions?: EventBus.SubscribeOptions) =>
       Effect.map(
-        register(subscribeOptions, undefined),
+        register(subscribeOptions, undefined, scoped),
         ({ firstPage, outcome, sub }): EventBus.Subscription => new SubscriptionImpl(sub, outcome, firstPage)
       )
 
@@ -966,8 +986,17 @@ export const make = (
       stats: statsOf(hub, log),
       shutdown: Effect.sync(() => hub.shutdown())
     }
-    rawSubscribers.set(service, (options, consumer) =>
-      Effect.map(register(options, consumer), ({ outcome, sub }): RawSubscription => ({ outcome, subscriber: sub })))
+    rawSubscribers.set(service, (options, consumer, adopt) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.map(register(options, consumer, identity, restore), ({ outcome, sub }) => {
+          try {
+            return adopt({ outcome, subscriber: sub })
+          } catch (defect) {
+            sub.close()
+            throw defect
+          }
+        })
+      ))
     return service
   })
 

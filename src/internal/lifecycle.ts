@@ -59,6 +59,8 @@ const makeWriter = (config: SseRoute.ResolvedOptions, clock: Clock.Clock, runCal
     (session, onPage) => {
       const replay = session.sub.replaying
       if (replay === undefined) return onPage(undefined)
+      const held = replay.takeHeld() // the first page of a resume: no fiber for it
+      if (held !== undefined) return onPage(held)
       runCallback(replay.next, { onExit: (exit) => onPage(Exit.isSuccess(exit) ? exit.value : "failed") })
     }
   )
@@ -109,6 +111,7 @@ export const make = (
         servers.closeIdle()
         yield* within(runCallback, clock, servers.whenClosed, deadline - clock.unsafeCurrentTimeMillis())
         servers.destroyAll()
+        writer.close()
       })
     )
     return { clock, writer, servers, draining: () => draining, drain }

@@ -1,16 +1,16 @@
 /**
  * The Node transport: a session written straight to the raw `ServerResponse` by the central writer.
- * The response body is an empty `Readable` that only ends the response, so the request's fiber waits
- * on one promise and no `Stream` runs per connection. The session is bound to the socket's
- * `'close'` as well as to the request's scope.
+ * The route answers the platform with a hand-over response ({@link handOverResponse}); the route's
+ * outermost wrapper writes its head itself and hands the response to the session
+ * ({@link NodeSession.open}), and the request's fiber ends at once: no fiber, `Stream` or body
+ * stream stays behind per connection. From then on the session is bound to the socket's `'close'`
+ * and the response's `'finish'`, and owned by the route's writer (the write deadline, the drain on
+ * shutdown and its final destroy).
  * @internal
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
 import type * as Http from "node:http"
 import type * as Net from "node:net"
-import { Readable } from "node:stream"
 import type { SubscriberHandle } from "./eventBus.js"
 import { resetSocket } from "./nodeEdge.js"
 import { Session, type WriterPort } from "./session.js"
@@ -24,22 +24,27 @@ export const SSE_HEADERS = {
 /** @internal */
 export const CLOSE_DELIMITED_HEADERS = { ...SSE_HEADERS, connection: "close" } as const
 
+/**
+ * What `@effect/platform-node` reads to skip a response the handler already wrote: it answers a
+ * response whose `writableEnded` is true with nothing. Node itself reads `finished`, which stays its own.
+ */
+const HANDED_OVER: PropertyDescriptor = { value: true, configurable: true, enumerable: false, writable: false }
+
 /** @internal */
 export class NodeSession extends Session {
   /** Close the socket once the response finished (shutdown: the client reconnects elsewhere). */
   closeSocketOnFinish = false
   private readonly socket: Net.Socket | null
-  /** Ends the response body; set when the body is piped. */
-  onComplete: ((final: Uint8Array) => void) | undefined = undefined
-  /** Runs once when the session is released (destroys the body, so the request's fiber ends). */
-  onDetach: (() => void) | undefined = undefined
+  private detached = false
 
   constructor(
     writer: WriterPort,
     sub: SubscriberHandle,
     readonly res: Http.ServerResponse,
     backlog: Uint8Array,
-    expiresAt: number | undefined
+    expiresAt: number | undefined,
+    /** Chunked body; otherwise close-delimited (no chunk framing, RFC 9112 §6.3). */
+    readonly chunked: boolean
   ) {
     super(writer, sub, backlog, expiresAt)
     this.socket = res.socket
@@ -47,13 +52,34 @@ export class NodeSession extends Session {
     // A socket handed over by an upgrade request has no HTTP server watching it: the response's
     // 'drain' never comes, so listen to the socket's own.
     this.socket?.on("drain", this.onDrain)
-    // The socket's 'close' always fires, whatever the peer did: release here, not only when the
-    // platform interrupts the request (it never does for a socket an upgrade request handed over).
+    // The socket's 'close' always fires, whatever the peer did: release here, whether or not the
+    // request's fiber is still running (it has ended once the session is open).
     this.socket?.once("close", this.onClose)
   }
 
   private readonly onDrain = (): void => this.drained()
   private readonly onClose = (): void => this.lost()
+  /** A finished response releases its session (on a kept-alive socket, 'close' comes much later). */
+  private readonly onFinish = (): void => {
+    if (this.state === "done") this.release()
+  }
+
+  /**
+   * Writes the head and starts the stream; from here the platform leaves the response alone and the
+   * request's fiber ends. A session released meanwhile (the peer left) destroys the response.
+   */
+  open(status: number, headers: Http.OutgoingHttpHeaders): void {
+    const res = this.res
+    Object.defineProperty(res, "writableEnded", HANDED_OVER)
+    if (this.detached || res.destroyed || res.headersSent) {
+      this.release()
+      return void res.destroy()
+    }
+    if (!this.chunked) res.removeHeader("transfer-encoding")
+    res.writeHead(status, headers)
+    res.once("finish", this.onFinish)
+    this.start()
+  }
 
   protected write(bytes: Uint8Array): boolean {
     return this.res.write(bytes)
@@ -65,7 +91,8 @@ export class NodeSession extends Session {
   }
 
   protected get closed(): boolean {
-    return this.res.destroyed || this.res.writableEnded
+    // `finished`, not `writableEnded`: the latter is what the platform was told (see HANDED_OVER).
+    return this.res.destroyed || this.res.finished
   }
 
   protected get finished(): boolean {
@@ -73,13 +100,14 @@ export class NodeSession extends Session {
   }
 
   protected complete(final: Uint8Array): void {
+    const res = this.res
+    if (res.destroyed || res.finished) return
     if (this.closeSocketOnFinish) {
       const socket = this.socket
-      this.res.once("finish", () => socket?.destroySoon())
+      res.once("finish", () => socket?.destroySoon())
     }
-    const onComplete = this.onComplete
-    this.onComplete = undefined
-    if (onComplete !== undefined) onComplete(final)
+    if (final.byteLength > 0) res.end(final)
+    else res.end()
   }
 
   protected abort(): void {
@@ -87,47 +115,39 @@ export class NodeSession extends Session {
   }
 
   protected detach(): void {
+    this.detached = true
     this.res.removeListener("drain", this.onDrain)
+    this.res.removeListener("finish", this.onFinish)
     this.socket?.removeListener("drain", this.onDrain)
     this.socket?.removeListener("close", this.onClose)
-    const onDetach = this.onDetach
-    this.onDetach = undefined
-    if (onDetach !== undefined) onDetach()
+  }
+
+  /** The request ended without handing the response over: nothing will write it. */
+  readonly unclaimed = (): void => {
+    if (this.state === "opening") this.release()
   }
 }
 
 /**
- * Serves a session on its Node response: the response's body ends once the session completes, and
- * the request's scope releases it whatever happens.
+ * The answer to the platform for a Node session: a response that names the session, which the
+ * route's outermost wrapper hands over ({@link handOver}); its headers are the stream's plus any
+ * the route adds (CORS).
  * @internal
  */
-export const nodeStreamResponse = (
-  session: NodeSession,
-  chunked: boolean
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const res = session.res
-    let started = false
-    const body: Readable = new Readable({
-      read() {
-        // First read: the server has written the head and piped this body; start writing.
-        if (started) return
-        started = true
-        session.onComplete = (final) => {
-          if (final.byteLength > 0 && !res.writableEnded && !res.destroyed) res.write(final)
-          body.push(null)
-        }
-        session.start()
-      }
-    })
-    session.onDetach = () => {
-      if (!body.destroyed) body.destroy()
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(() => session.release()))
-    if (res.socket === null || res.socket.destroyed) session.release() // the peer left while the subscription started
-    if (chunked) return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: SSE_HEADERS })
-    // Close-delimited body: no chunk framing around each write (RFC 9112 §6.3); Node closes the
-    // socket once the response has finished.
-    res.removeHeader("transfer-encoding")
-    return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: CLOSE_DELIMITED_HEADERS })
+export const handOverResponse = (session: NodeSession): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.raw(session, {
+    contentType: "text/event-stream",
+    headers: session.chunked ? SSE_HEADERS : CLOSE_DELIMITED_HEADERS
   })
+
+/**
+ * Opens the session a hand-over response names, with the response's status and headers; true when
+ * `response` was one (the platform will then skip it).
+ * @internal
+ */
+export const handOver = (response: HttpServerResponse.HttpServerResponse): boolean => {
+  const body = response.body
+  if (body._tag !== "Raw" || !(body.body instanceof NodeSession)) return false
+  body.body.open(response.status, response.headers)
+  return true
+}

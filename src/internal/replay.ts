@@ -77,6 +77,13 @@ export class Replay {
     this.held = new ReplayPage(this.budget, events, bytes)
   }
 
+  /** The page held from the resume's first scan, taken without running an effect; `undefined` if none. */
+  takeHeld(): ReplayPage | undefined {
+    const held = this.held
+    this.held = undefined
+    return held
+  }
+
   /**
    * The next page: the held one, or one read from the log. `undefined` when the replay is done.
    * The caller owns the page and must release it.

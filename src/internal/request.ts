@@ -9,6 +9,7 @@ import type * as SseRoute from "../SseRoute.js"
 import { compileAccess, refuseSubscription } from "./access.js"
 import { validatePattern } from "./event.js"
 import { endRaw, isQueued, rawResponse } from "./nodeEdge.js"
+import { handOver } from "./nodeTransport.js"
 
 /** @internal */
 export const errorJson = (status: number, error: string, message: string, headers?: Record<string, string>) =>
@@ -106,15 +107,18 @@ export const readStreamRequest = (
 }
 
 /**
- * Answers a response whose Node response is queued behind another on a pipelined connection (or
- * a `HEAD`) by writing it raw: the platform would wait for its `'finish'`, which never comes if the
- * connection closes first. Other responses pass through.
+ * The route's last word on a response: an event stream's hand-over response opens its session
+ * (head written here, then the central writer's; the platform skips it). A response whose Node
+ * response is queued behind another on a pipelined connection (or a `HEAD`) is written raw: the
+ * platform would wait for its `'finish'`, which never comes if the connection closes first. Other
+ * responses pass through.
  * @internal
  */
 export const respond = (
   request: HttpServerRequest.HttpServerRequest,
   response: HttpServerResponse.HttpServerResponse
 ): HttpServerResponse.HttpServerResponse => {
+  if (handOver(response)) return response
   const res = rawResponse(request)
   if (res === undefined || (!isQueued(res) && request.method !== "HEAD")) return response
   const body = response.body

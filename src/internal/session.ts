@@ -42,6 +42,9 @@ export interface WriterPort {
 
 const EMPTY = new Uint8Array(0)
 
+/** Replayed frames are joined into writes of at most this many bytes. */
+const REPLAY_CHUNK = 16 * 1024
+
 /** @internal */
 export abstract class Session {
   state: State = "opening"
@@ -58,7 +61,7 @@ export abstract class Session {
   /** Events handed to the transport, replay and live (counted per page and per flush, not per event). */
   written = 0
   /** Runs once when the session is released, after its subscriber closed (the connection's span ends here). */
-  onRelease: ((session: Session) => void) | undefined = undefined
+  private onRelease: ((session: Session) => void) | undefined = undefined
 
   constructor(
     readonly writer: WriterPort,
@@ -181,6 +184,12 @@ export abstract class Session {
     }
   }
 
+  /** Runs `f` once the session is released (at once if it already is). */
+  whenReleased(f: (session: Session) => void): void {
+    if (this.released) f(this)
+    else this.onRelease = f
+  }
+
   /** Releases the session once: off the writer, its page back to the budget, its subscriber closed. */
   release(): void {
     if (this.released) return
@@ -205,8 +214,9 @@ export abstract class Session {
   }
 
   /**
-   * The replay, page by page at the transport's pace, each frame the event's shared one. True once
-   * the replay is done; until then nothing live is written (it follows the replay).
+   * The replay, page by page at the transport's pace, in writes of up to {@link REPLAY_CHUNK} bytes
+   * joined from the events' shared frames. True once the replay is done; until then nothing live is
+   * written (it follows the replay).
    */
   private writeReplay(now: number): boolean {
     for (;;) {
@@ -223,7 +233,7 @@ export abstract class Session {
         let writable = true
         const from = this.pageIndex
         while (writable && this.pageIndex < events.length && this.sub.endReason === undefined) {
-          writable = this.write(frameOf(events[this.pageIndex++]!))
+          writable = this.write(this.replayChunk(events))
         }
         this.written += this.pageIndex - from
         this.lastWrite = this.lastProgress = now
@@ -239,6 +249,25 @@ export abstract class Session {
       if (replay === undefined) return true
       if (!this.fetch()) return false // the page arrives later and marks the session dirty
     }
+  }
+
+  /**
+   * The page's next frames from `pageIndex`, joined up to {@link REPLAY_CHUNK} bytes: one write per
+   * chunk, not one per event (a lone frame is written as it is, shared with the log's event).
+   */
+  private replayChunk(events: ReadonlyArray<Event.Event>): Uint8Array {
+    const first = frameOf(events[this.pageIndex++]!)
+    if (this.pageIndex >= events.length || first.byteLength >= REPLAY_CHUNK) return first
+    const frames = [first]
+    let size = first.byteLength
+    while (this.pageIndex < events.length && size < REPLAY_CHUNK) {
+      const frame = frameOf(events[this.pageIndex]!)
+      if (size + frame.byteLength > REPLAY_CHUNK) break
+      frames.push(frame)
+      size += frame.byteLength
+      this.pageIndex++
+    }
+    return frames.length === 1 ? first : Buffer.concat(frames, size)
   }
 
   /** Asks for the next replay page; true when it arrived at once. */

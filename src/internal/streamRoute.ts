@@ -14,10 +14,10 @@ import * as Stream from "effect/Stream"
 import type * as Http from "node:http"
 import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
-import { rawSubscribe, type SubscriberHandle } from "./eventBus.js"
+import { type RawSubscription, rawSubscribe, type SubscriberHandle } from "./eventBus.js"
 import type { Lifecycle } from "./lifecycle.js"
 import { endRaw, guardSocket, isQueued, rawResponse } from "./nodeEdge.js"
-import { CLOSE_DELIMITED_HEADERS, NodeSession, nodeStreamResponse, SSE_HEADERS } from "./nodeTransport.js"
+import { CLOSE_DELIMITED_HEADERS, handOverResponse, NodeSession, SSE_HEADERS } from "./nodeTransport.js"
 import { PortableSession, portableBody } from "./portableTransport.js"
 import { errorJson, parseUrl, readStreamRequest, type StreamRequest } from "./request.js"
 import type { Session } from "./session.js"
@@ -77,35 +77,47 @@ export const makeEvents = (
     }
   }
 
-  /** Subscribes for a session of either transport; the session is made once the outcome is known. */
+  /**
+   * Subscribes for a session of either transport; the session is made, and added to the writer, in
+   * the same uninterruptible step that makes the subscription (it owns the subscriber from there).
+   */
   const subscribeFor = <S extends Session>(
     stream: StreamRequest,
     transport: "node" | "portable",
     makeSession: (sub: SubscriberHandle, backlog: Uint8Array, expiresAt: number | undefined) => S
   ) =>
     Effect.gen(function*() {
+      const retry = yield* retryMillis
+      const expiresAt = yield* expiry
       let session: S | undefined
       const onReady = () => session !== undefined && writer.markDirty(session)
       const options = subscribeOptions(stream)
-      const subscribed = yield* Effect.either(rawSubscribe(bus, options, { encodes: true, onReady }))
+      let outcome: EventBus.ResumeOutcome | undefined
+      const adopt = (subscription: RawSubscription) => {
+        outcome = subscription.outcome
+        session = makeSession(subscription.subscriber, Buffer.from(opening(retry) + resetFrame(outcome), "utf8"), expiresAt)
+        writer.add(session)
+        if (draining()) session.end("shutdown")
+        return session
+      }
+      const subscribed = yield* Effect.either(rawSubscribe(bus, options, { encodes: true, onReady }, adopt))
       if (Either.isLeft(subscribed)) return undefined
-      const { outcome, subscriber } = subscribed.right
-      const backlog = Buffer.from(opening(yield* retryMillis) + resetFrame(outcome), "utf8")
-      session = makeSession(subscriber, backlog, yield* expiry)
-      session.onRelease = yield* connectionSpan(connectionAttributes(transport, options, outcome))
-      writer.add(session)
-      if (draining()) session.end("shutdown")
-      return session
+      const onRelease = yield* connectionSpan(connectionAttributes(transport, options, outcome!))
+      if (onRelease !== undefined) subscribed.right.whenReleased(onRelease)
+      return subscribed.right
     })
 
   const nodeStream = (stream: StreamRequest, res: Http.ServerResponse) =>
     Effect.gen(function*() {
       guardSocket(res.socket!, config.keepAlive)
       const session = yield* subscribeFor(stream, "node", (sub, backlog, expiresAt) =>
-        new NodeSession(writer, sub, res, backlog, expiresAt))
+        new NodeSession(writer, sub, res, backlog, expiresAt, config.chunked))
       if (session === undefined) return yield* closingResponse("unavailable")
       if (draining()) session.closeSocketOnFinish = true
-      return yield* nodeStreamResponse(session, config.chunked)
+      // Released here only if the request ends before the response is handed over.
+      yield* Effect.addFinalizer(() => Effect.sync(session.unclaimed))
+      if (res.socket === null || res.socket.destroyed) session.release() // the peer left while the subscription started
+      return handOverResponse(session)
     })
 
   const portableStream = (stream: StreamRequest) =>
@@ -114,6 +126,7 @@ export const makeEvents = (
         const session = yield* subscribeFor(stream, "portable", (sub, backlog, expiresAt) =>
           new PortableSession(writer, sub, backlog, expiresAt))
         if (session === undefined) return Stream.make(closingBytes(yield* retryMillis, "unavailable"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => session.release()))
         return portableBody(session)
       })),
       { contentType: "text/event-stream", headers: SSE_HEADERS }

@@ -36,8 +36,17 @@ export class Writer implements WriterPort {
     readonly fetchPage: (session: Session, onPage: (page: ReplayPage | undefined | "failed") => void) => void
   ) {}
 
+  private closed = false
+
+  /** Adds a session; once the route has shut down (see {@link close}) it is destroyed at once. */
   add(session: Session): void {
     this.sessions.add(session)
+    if (this.closed) session.destroy()
+  }
+
+  /** The route shut down: no tick runs any more, so a session that arrives now could not be ended. */
+  close(): void {
+    this.closed = true
   }
 
   readonly remove = (session: Session): void => {

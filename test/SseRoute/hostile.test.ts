@@ -6,10 +6,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Net from "node:net"
 import { resolve } from "../../src/internal/routeOptions.js"
 import { startServer } from "../utils/server.js"
-import { connect, rawGet, request, sleepReal, waitForEffect } from "../utils/sse.js"
+import { connect, rawGet, reader, request, sleepReal, waitForEffect } from "../utils/sse.js"
 
 const UPGRADE = {
   Connection: "Upgrade",
@@ -19,15 +18,6 @@ const UPGRADE = {
 }
 
 /** Collects what a raw socket receives. */
-const reader = (socket: Net.Socket) => {
-  const state = { text: "", closed: false }
-  socket.setEncoding("latin1")
-  socket.on("data", (chunk: string) => (state.text += chunk))
-  socket.on("close", () => (state.closed = true))
-  socket.on("error", () => {})
-  return state
-}
-
 const settled = (bus: { readonly stats: Effect.Effect<{ subscribers: number; bufferedEvents: number; bufferedBytes: number }> }) =>
   waitForEffect(
     "every subscriber released and nothing buffered",

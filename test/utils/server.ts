@@ -34,6 +34,8 @@ export const startServer = (options?: {
   readonly http?: Http.ServerOptions
   /** Routes added next to the route's (e.g. a test page on the same origin). */
   readonly extend?: (router: typeof SseRoute.router) => typeof SseRoute.router
+  /** An app middleware around the router (it sees each request's fiber from start to end). */
+  readonly middleware?: HttpMiddleware.HttpMiddleware
 }): Effect.Effect<TestServer, never, Scope.Scope> =>
   Effect.gen(function*() {
     let server: Http.Server | undefined
@@ -42,9 +44,10 @@ export const startServer = (options?: {
       return server
     }, { port: 0, host: "127.0.0.1" })
     const router = options?.extend?.(SseRoute.router) ?? SseRoute.router
-    const served = options?.tracer === false
-      ? HttpServer.serve(router).pipe(HttpMiddleware.withTracerDisabledWhen(() => true))
-      : HttpServer.serve(router)
+    const serve = options?.middleware === undefined
+      ? HttpServer.serve(router)
+      : HttpServer.serve(router, options.middleware)
+    const served = options?.tracer === false ? serve.pipe(HttpMiddleware.withTracerDisabledWhen(() => true)) : serve
     const appLayer = Layer.mergeAll(served, Layer.effectDiscard(Effect.void)).pipe(
       Layer.provideMerge(SseRoute.layer(options?.route)),
       Layer.provideMerge(busLayer(options?.bus, options?.wrapLog)),

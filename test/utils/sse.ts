@@ -113,6 +113,16 @@ export const rawGet = (path: string, headers: Record<string, string> = {}): stri
   return head + "\r\n"
 }
 
+/** Collects what a raw socket receives (latin1 text) and whether it closed; errors are expected. */
+export const reader = (socket: Net.Socket) => {
+  const state = { text: "", closed: false }
+  socket.setEncoding("latin1")
+  socket.on("data", (chunk: string) => (state.text += chunk))
+  socket.on("close", () => (state.closed = true))
+  socket.on("error", () => {})
+  return state
+}
+
 /** Opens a raw TCP connection to the server. */
 export const connect = (port: number): Promise<Net.Socket> =>
   new Promise((resolve, reject) => {
