@@ -4,7 +4,7 @@
  * bundled with esbuild and served, with the route, by the test's server. While 1,200 events are
  * published, the leader tab is closed three times; each time another tab takes the connection over
  * and resumes from the last id it received. Every tab that stays must get every event once, in
- * order; each closed tab got a gap-free prefix; the server never had more than one stream open.
+ * order; each closed tab got a gap-free prefix; the server saw one SSE request per leadership.
  * Then interrupting a follower's and the leader's stream ends each at once, and another tab leads.
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -126,7 +126,10 @@ describe("SseClientShared in Chromium", () => {
       }
       assert.strictEqual(closed.length, CLOSES)
       assert.strictEqual(leaders, 1 + CLOSES, "one leadership, then one per closed leader")
-      assert.strictEqual(most, 1, "never more than one stream open at the server")
+      // One request per leadership (below) proves no follower tab connected. The old leader's socket
+      // is closed by Chromium's network process, which need not happen before the lock passes on, so
+      // a handover may briefly see the closing stream and the new one together: never a third.
+      assert.isAtMost(most, 2, "at most the closing leader's stream and the new one at the server")
       assert.strictEqual(requests, 1 + CLOSES, "one SSE request per leadership")
 
       // Interrupting a tab's stream ends it at once, waiting for the lock or holding it.

@@ -137,7 +137,10 @@ describe("SseClient against the sluice route", () => {
         const publishedIn = Date.now() - started
 
         yield* waitFor("every client to receive every event", () => clients.every((c) => c.distinct.size >= EVENTS), 20_000)
-        // Keep the streams cycling a little longer: a late duplicate would show up now.
+        // Keep the streams cycling (maxLifetime 400 ms) until each client has been through at least 5
+        // connections, and a little longer: a late duplicate would show up now. (On a loaded machine
+        // the publish can end before that many.)
+        yield* waitFor("every client to reconnect at least 4 times", () => clients.every((c) => c.connects >= 5), 30_000)
         yield* sleepReal(1_200)
         const stats = yield* bus.stats
 
