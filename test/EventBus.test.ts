@@ -258,6 +258,29 @@ describe("EventBus", () => {
   })
 
   describe("subscribe", () => {
+    it.scoped("an event published from inside a filter during a fan-out reaches everyone after the batch, in log order", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus()
+        let published = false
+        const publisher = yield* bus.subscribe({
+          filter: (event) => {
+            if (event.data === "trigger" && !published) {
+              published = true
+              Effect.runSync(bus.publish({ topic: "t", data: "nested" }))
+            }
+            return true
+          }
+        })
+        const everyTopic = yield* bus.subscribe()
+        const onTopic = yield* bus.subscribe({ topics: ["t"] })
+        yield* bus.publishAll([{ topic: "t", data: "trigger" }, { topic: "t", data: "after" }])
+        for (const sub of [publisher, everyTopic, onTopic]) {
+          const [events] = yield* sub.takeAll
+          assert.deepStrictEqual([...events].map((e) => e.data), ["trigger", "after", "nested"])
+          assert.deepStrictEqual(seqs([...events]), [1, 2, 3])
+        }
+      }))
+
     it.scoped("refuses an invalid topic pattern with a SubscribeError and registers nothing", () =>
       Effect.gen(function*() {
         const { bus } = yield* makeBus()

@@ -317,7 +317,24 @@ export class Hub {
     invalid: 0
   }
 
+  /** Batches that arrived during a fan-out (a filter or a consumer's callback published): fanned out after it. */
+  private queued: Array<ReadonlyArray<Event.Event>> | undefined = undefined
+
+  /** Fans a batch out, in log order: one appended during a fan-out waits for it to finish. */
   readonly onEvents = (events: ReadonlyArray<Event.Event>): void => {
+    if (this.fanning > 0) {
+      ;(this.queued ??= []).push(events)
+      return
+    }
+    this.fanOut(events)
+    while (this.queued !== undefined) {
+      const queued = this.queued
+      this.queued = undefined
+      for (const batch of queued) this.fanOut(batch)
+    }
+  }
+
+  private fanOut(events: ReadonlyArray<Event.Event>): void {
     const n = events.length
     if (n === 0) return
     this.position = events[n - 1]!.id.seq
