@@ -179,12 +179,15 @@ export class Subscriber {
    * The live buffer is full while the replay is still being delivered (a resume behind a fast log):
    * drop the buffer and read on from the log up to `upTo` instead (the log has every event the
    * fan-out saw), so the subscriber keeps moving rather than ending with nothing new delivered.
-   * False, leaving everything as it is, when there is no replay or its `maxReplay` allowance is spent.
+   * `skipped` counts the batch's events from the one that did not fit on (the raised floor skips
+   * them too): with the buffer, they are spent from the allowance, so one large batch cannot extend
+   * the replay past `maxReplay`. False, leaving everything as it is, when there is no replay or its
+   * `maxReplay` allowance is spent.
    * The hub's buffered counts are settled by the caller (`push` counts against the buffer it found).
    */
-  catchUp(upTo: number): boolean {
+  catchUp(upTo: number, skipped: number): boolean {
     const replay = this.replaying
-    const dropped = this.buffer.length + 1
+    const dropped = this.buffer.length + skipped
     if (replay === undefined && !this.resuming) return false
     if (dropped > this.catchUpLeft || upTo <= this.floor) return false
     this.catchUpLeft -= dropped
@@ -465,7 +468,7 @@ export class Hub {
       }
       const size = sub.encodes ? encodedSize(event) : frameSizeOf(event)
       if (sub.buffer.length >= sub.maxEvents || sub.bytes + size > sub.maxBytes) {
-        if (!sub.catchUp(events[events.length - 1]!.id.seq)) sub.end("overflow")
+        if (!sub.catchUp(events[events.length - 1]!.id.seq, events.length - i)) sub.end("overflow")
         break
       }
       if (sub.shared) {

@@ -60,6 +60,24 @@ export const guardSocket = (socket: Net.Socket, keepAliveMillis: number): void =
 }
 
 /**
+ * Closes the socket of a request handed over by an upgrade once its answer (a stream or a short
+ * response) is out. No HTTP server watches that socket any more: the platform only half-closes it
+ * after the answer, and no keep-alive or request timeout would ever free it from a peer that keeps
+ * its side open. Other requests are left alone.
+ * @internal
+ */
+export const closeWhenAnswered = (
+  req: Http.IncomingMessage | undefined,
+  request: HttpServerRequest.HttpServerRequest
+): void => {
+  if ((req as { readonly upgrade?: unknown } | undefined)?.upgrade !== true) return
+  const res = rawResponse(request)
+  const socket = res?.socket
+  if (res === undefined || socket === null || socket === undefined) return
+  res.once("finish", () => socket.destroySoon())
+}
+
+/**
  * Destroys a socket with a TCP reset: the kernel drops its send queue at once, where a plain
  * destroy leaves an orphaned socket retransmitting to a peer that stopped reading for minutes.
  * @internal

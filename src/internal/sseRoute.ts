@@ -12,7 +12,7 @@ import type * as EventBus from "../EventBus.js"
 import type * as SseRoute from "../SseRoute.js"
 import { preflight, withCors } from "./cors.js"
 import * as Lifecycle from "./lifecycle.js"
-import { rawRequest } from "./nodeEdge.js"
+import { closeWhenAnswered, rawRequest } from "./nodeEdge.js"
 import { renderAll } from "./prometheus.js"
 import { makePublish } from "./publishRoute.js"
 import { authorize, parseUrl, respond } from "./request.js"
@@ -31,7 +31,9 @@ export const make = (
     // is queued behind another on a pipelined connection straight to Node.
     const raw = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        servers.track(rawRequest(request))
+        const req = rawRequest(request)
+        servers.track(req)
+        closeWhenAnswered(req, request)
         return Effect.map(handler, (response) => respond(request, response))
       })
 
