@@ -956,6 +956,19 @@ describe("EventBus", () => {
         assert.strictEqual(ends.overflow, 0, "caught up from the log instead of ending as overflow")
       }))
 
+    it.scoped("a replay whose last page is taken but not yet passed catches up too when the live buffer fills", () =>
+      Effect.gen(function*() {
+        const { bus } = yield* makeBus({ maxEvents: 10 })
+        const stored = yield* bus.publishAll(inputs(5))
+        const sub = yield* bus.subscribe({ after: stored[1]!.id })
+        const [page] = yield* sub.takeAll // the replay's only page; the consumer has not asked again
+        assert.deepStrictEqual(seqs([...page]), [3, 4, 5])
+        yield* bus.publishAll(inputs(25, "t", 100)) // more than the live buffer holds
+        const rest = yield* collect(Stream.take(sub.events, 25))
+        assert.deepStrictEqual(seqs(rest), Array.from({ length: 25 }, (_, i) => 6 + i))
+        assert.strictEqual((yield* bus.stats).ends.overflow, 0)
+      }))
+
     it.scoped("the catch-up is bounded by maxReplay: past it the subscriber ends as overflow with its events in order", () =>
       Effect.gen(function*() {
         const inner = yield* EventLog.makeMemory()

@@ -186,7 +186,9 @@ export class Subscriber {
    * The hub's buffered counts are settled by the caller (`push` counts against the buffer it found).
    */
   catchUp(upTo: number, skipped: number): boolean {
-    const replay = this.replaying
+    // `replay`, not `replaying`: a replay whose last page its consumer still writes (or has not yet
+    // moved past) is extended too; the consumer reads on before anything live either way.
+    const replay = this.replay
     const dropped = this.buffer.length + skipped
     if (replay === undefined && !this.resuming) return false
     if (dropped > this.catchUpLeft || upTo <= this.floor) return false
@@ -987,7 +989,8 @@ export const make = (
         sub.raiseFloor(resolved.floor)
         const replay = new Replay(hub, log, sub.match, resolved.replayCursor, upTo, maxBytes)
         replay.hold(resolved.replay, resolved.replayBytes, resolved.replayCursor)
-        sub.replay = replay
+        // Only a replay with something to deliver is attached: `catchUp` extends an attached one.
+        if (!replay.done) sub.replay = replay
         return { sub, outcome: resolved.outcome, firstPage: resolved.replay }
       })
 
