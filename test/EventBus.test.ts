@@ -39,6 +39,22 @@ const collect = <E>(stream: Stream.Stream<Event.Event, E>) => Effect.map(Stream.
 
 const seqs = (events: ReadonlyArray<Event.Event>) => events.map((e) => e.id.seq)
 
+/**
+ * A bus on the real memory log whose every read first publishes `perRead` live events on topic `t`
+ * (from data index 1,000 on): live traffic that arrives while a resume reads its replay.
+ */
+const busPublishingOnRead = (perRead: number, options?: EventBus.Options) =>
+  Effect.gen(function*() {
+    const inner = yield* EventLog.makeMemory()
+    let bus: Bus | undefined
+    const log = EventLog.EventLog.of({
+      ...inner,
+      read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(perRead, "t", 1_000))), inner.read(after, o))
+    })
+    bus = yield* EventBus.make(options).pipe(Effect.provideService(EventLog.EventLog, log))
+    return bus
+  })
+
 const range = (from: number, to: number): Array<number> => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
 /** The whole retained log, in order. */
@@ -918,14 +934,8 @@ describe("EventBus", () => {
 
     it.scoped("events published while the replay is read are delivered once, after it", () =>
       Effect.gen(function*() {
-        const inner = yield* EventLog.makeMemory()
-        let bus: Bus | undefined
-        // the real memory log; while a replay is being read, two more events are published
-        const log = EventLog.EventLog.of({
-          ...inner,
-          read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(2, "t", 100))), inner.read(after, o))
-        })
-        bus = yield* EventBus.make().pipe(Effect.provideService(EventLog.EventLog, log))
+        // while a replay is being read, two more events are published
+        const bus = yield* busPublishingOnRead(2)
         const stored = yield* bus.publishAll(inputs(5))
         const sub = yield* bus.subscribe({ after: stored[1]!.id })
         assert.deepStrictEqual(seqs(sub.replay), [3, 4, 5])
@@ -935,18 +945,10 @@ describe("EventBus", () => {
 
     it.scoped("a live buffer that fills while the replay is read catches up from the log: nothing lost, nothing twice", () =>
       Effect.gen(function*() {
-        const inner = yield* EventLog.makeMemory()
-        let bus: Bus | undefined
-        // the real memory log; every read publishes 25 live events first, more than the subscriber's
-        // buffer of 10 holds, so the live buffer overflows during the first scan and the replay
-        const log = EventLog.EventLog.of({
-          ...inner,
-          read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(25, "t", 1_000))), inner.read(after, o))
-        })
-        // pages of about 40 events (maxBytes), so the replay takes many reads
-        bus = yield* EventBus.make({ maxReplay: 2_000, maxEvents: 10, maxBytes: 2_000 }).pipe(
-          Effect.provideService(EventLog.EventLog, log)
-        )
+        // every read publishes 25 live events first, more than the subscriber's buffer of 10 holds, so
+        // the live buffer overflows during the first scan and the replay; pages of about 40 events
+        // (maxBytes), so the replay takes many reads
+        const bus = yield* busPublishingOnRead(25, { maxReplay: 2_000, maxEvents: 10, maxBytes: 2_000 })
         const stored = yield* bus.publishAll(inputs(600))
         const sub = yield* bus.subscribe({ after: stored[99]!.id })
         const received = yield* collect(Stream.take(sub.events, 600))
@@ -971,16 +973,8 @@ describe("EventBus", () => {
 
     it.scoped("the catch-up is bounded by maxReplay: past it the subscriber ends as overflow with its events in order", () =>
       Effect.gen(function*() {
-        const inner = yield* EventLog.makeMemory()
-        let bus: Bus | undefined
-        const log = EventLog.EventLog.of({
-          ...inner,
-          // more live events per read than a page replays: the subscriber can never catch up
-          read: (after, o) => Effect.zipRight(Effect.orDie(bus!.publishAll(inputs(200, "t", 1_000))), inner.read(after, o))
-        })
-        bus = yield* EventBus.make({ maxReplay: 600, maxEvents: 10, maxBytes: 2_000 }).pipe(
-          Effect.provideService(EventLog.EventLog, log)
-        )
+        // more live events per read than a page replays: the subscriber can never catch up
+        const bus = yield* busPublishingOnRead(200, { maxReplay: 600, maxEvents: 10, maxBytes: 2_000 })
         const stored = yield* bus.publishAll(inputs(600))
         const sub = yield* bus.subscribe({ after: stored[99]!.id })
         const received = yield* collect(sub.events)
