@@ -63,7 +63,8 @@ export const guardSocket = (socket: Net.Socket, keepAliveMillis: number): void =
  * Closes the socket of a request handed over by an upgrade once its answer (a stream or a short
  * response) is out. No HTTP server watches that socket any more: the platform only half-closes it
  * after the answer, and no keep-alive or request timeout would ever free it from a peer that keeps
- * its side open. Other requests are left alone.
+ * its side open. Other requests are left alone. (For every path, `ServerGuard` does the same on the
+ * servers it knows; this covers the first request, which arrives before the guard knows its server.)
  * @internal
  */
 export const closeWhenAnswered = (

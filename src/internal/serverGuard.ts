@@ -9,7 +9,20 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Http from "node:http"
+import type * as Net from "node:net"
 import { serverOf } from "./nodeEdge.js"
+
+/** Marks the upgrade listener sluice adds, so each server gets one. */
+const CLOSE_UPGRADED: unique symbol = Symbol.for("sluice/SseRoute/closeUpgraded")
+
+/**
+ * An upgraded socket is out of the HTTP server's hands: once the platform has answered and ended its
+ * side, nothing (no keep-alive or request timeout) would free it from a peer that keeps its own side
+ * open. Destroy it then, whatever path the request was for.
+ */
+const closeUpgraded = Object.assign((_req: Http.IncomingMessage, socket: Net.Socket) => {
+  socket.once("finish", () => socket.destroySoon())
+}, { [CLOSE_UPGRADED]: true })
 
 /** Marks the late-answer listeners sluice adds, to tell them from the app's. */
 const FALLBACK: unique symbol = Symbol.for("sluice/SseRoute/lateAnswer")
@@ -26,7 +39,9 @@ export class ServerGuard {
   /** Remembers the server a request arrived on. */
   track(req: Http.IncomingMessage | undefined): void {
     const server = serverOf(req)
-    if (server !== undefined && !this.servers.has(server)) this.servers.add(server)
+    if (server === undefined || this.servers.has(server)) return
+    this.servers.add(server)
+    if (!server.listeners("upgrade").some((l) => CLOSE_UPGRADED in l)) server.on("upgrade", closeUpgraded)
   }
 
   /** Stops accepting connections and answers late requests with `answer` when nothing else listens. */

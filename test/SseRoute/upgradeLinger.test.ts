@@ -58,4 +58,25 @@ describe("an ended stream on an upgraded socket", () => {
       assert.strictEqual(n, 0, "server connections left 3 s after the answer")
       upgraded.destroy()
     }), 30_000)
+
+  it.scopedLive("an upgraded request to a path outside the route leaves no connection behind once answered", () =>
+    Effect.gen(function*() {
+      const { port, server } = yield* startServer()
+      // one request through the route (its connection closed after it): the route now knows its server
+      const first = yield* Effect.promise(() => connect(port))
+      const firstGot = reader(first)
+      first.end(rawGet("/stats", { connection: "close" }))
+      yield* waitFor("the first answer and its close", () => firstGot.closed, 10_000)
+      const upgraded = yield* Effect.promise(() => connect(port))
+      const got = reader(upgraded)
+      upgraded.write(rawGet("/nowhere", UPGRADE))
+      yield* waitFor("the answer", () => got.text.includes("HTTP/1.1 404"), 10_000)
+      let n = 1
+      for (let i = 0; i < 300 && n > 0; i++) {
+        n = yield* connections(server)
+        if (n > 0) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      }
+      assert.strictEqual(n, 0, "server connections left 3 s after the 404")
+      upgraded.destroy()
+    }), 30_000)
 })
