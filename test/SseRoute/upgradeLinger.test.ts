@@ -21,6 +21,17 @@ const connect = (port: number): Promise<Net.Socket> =>
 const connections = (server: { getConnections: (cb: (e: Error | null, n: number) => void) => void }) =>
   Effect.promise(() => new Promise<number>((r) => server.getConnections((_, n) => r(n))))
 
+/** The server's connection count, polled every 10 ms until it is 0 or 3 s have passed. */
+const connectionsLeft = (server: Parameters<typeof connections>[0], from: number) =>
+  Effect.gen(function*() {
+    let n = from
+    for (let i = 0; i < 300 && n > 0; i++) {
+      n = yield* connections(server)
+      if (n > 0) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+    }
+    return n
+  })
+
 describe("an ended stream on an upgraded socket", () => {
   it.scopedLive("leaves no connection behind once its stream ended, even if the peer keeps its side open", () =>
     Effect.gen(function*() {
@@ -33,11 +44,7 @@ describe("an ended stream on an upgraded socket", () => {
       const got = reader(upgraded)
       upgraded.write(rawGet("/events?topic=x", UPGRADE))
       yield* waitFor("both streams ended", () => got.text.includes("event: end") && plainGot.text.includes("event: end"), 10_000)
-      let n = 2
-      for (let i = 0; i < 300 && n > 0; i++) {
-        n = yield* connections(server)
-        if (n > 0) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
-      }
+      const n = yield* connectionsLeft(server, 2)
       assert.strictEqual(n, 0, `server connections left 3 s after the streams ended (plain closed: ${plainGot.closed}, upgraded closed: ${got.closed})`)
       upgraded.destroy()
       plain.destroy()
@@ -50,11 +57,7 @@ describe("an ended stream on an upgraded socket", () => {
       const got = reader(upgraded)
       upgraded.write(rawGet("/stats", UPGRADE))
       yield* waitFor("the answer", () => got.text.includes("HTTP/1.1 200"), 10_000)
-      let n = 1
-      for (let i = 0; i < 300 && n > 0; i++) {
-        n = yield* connections(server)
-        if (n > 0) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
-      }
+      const n = yield* connectionsLeft(server, 1)
       assert.strictEqual(n, 0, "server connections left 3 s after the answer")
       upgraded.destroy()
     }), 30_000)
@@ -71,11 +74,7 @@ describe("an ended stream on an upgraded socket", () => {
       const got = reader(upgraded)
       upgraded.write(rawGet("/nowhere", UPGRADE))
       yield* waitFor("the answer", () => got.text.includes("HTTP/1.1 404"), 10_000)
-      let n = 1
-      for (let i = 0; i < 300 && n > 0; i++) {
-        n = yield* connections(server)
-        if (n > 0) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
-      }
+      const n = yield* connectionsLeft(server, 1)
       assert.strictEqual(n, 0, "server connections left 3 s after the 404")
       upgraded.destroy()
     }), 30_000)
